@@ -1,0 +1,36 @@
+# Everyday commands. `make run` and `make test` work on a fresh clone: they install what they need first.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+SMOKE_DATA := .data/trips/smoke
+SMOKE_TRIPS := 20000
+MODEL_STORE := .data/models
+MODEL_NAME := destinations
+
+.PHONY: install bootstrap run test bench lock clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $@
+
+# Synthetic trips (once) -> Ray Train with 2 workers -> a published version in the local model store.
+bootstrap: install
+	@test -d $(SMOKE_DATA) || $(PY) -m recsys.synthetic_trips --out $(SMOKE_DATA) --trips $(SMOKE_TRIPS) --seed 7
+	$(PY) -m training.destinations --config configs/train/smoke.yaml
+
+test: install
+	$(PY) -m pytest
+
+# Re-pin every dependency after changing pyproject.toml (run in a fresh venv to drop strays).
+lock: install
+	$(PY) -m pip freeze --exclude-editable | grep -v '^travel-recsys' > requirements.lock
+
+clean:
+	rm -rf .data .pytest_cache

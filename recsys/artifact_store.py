@@ -1,0 +1,232 @@
+"""Versioned model artifacts on any filesystem fsspec knows (local disk, HDFS).
+
+Layout (the artifact contract, see README)::
+
+    <store>/<model_name>/LATEST                          the newest version, one line
+    <store>/<model_name>/<version>/manifest.json         recsys.manifest.Manifest
+    <store>/<model_name>/<version>/saved_model/...       TensorFlow SavedModel
+
+A version appears only by renaming a fully written and verified staging directory, and ``LATEST`` is rewritten
+(write a temporary file, rename over) only after that: readers never see half a version. Readers verify every
+file against the manifest's sha256 and size before anything loads it.
+
+This module knows nothing of serving, training or Kubernetes; serving calls :meth:`ModelStore.fetch` once per
+load and gets a verified local directory back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from recsys import filesystem
+from recsys.errors import ArtifactCorrupt, ArtifactNotFound, StoreError, StoreUnavailable
+from recsys.manifest import MANIFEST_FILE, FileEntry, Manifest, check_name
+
+log = logging.getLogger(__name__)
+
+LATEST = "latest"
+_LATEST_FILE = "LATEST"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class LocalArtifact:
+    """A verified copy of one version on local disk."""
+
+    path: Path
+    manifest: Manifest
+
+
+class ModelStore:
+    """The model store at ``uri`` (``file://``, a local path, or ``hdfs://namenode:port/path``)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri.rstrip("/")
+        self._fs, self._root = filesystem.resolve(uri)
+
+    def __repr__(self) -> str:
+        return f"ModelStore({self.uri!r})"
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def versions(self, name: str) -> list[str]:
+        """Published versions of ``name``, oldest first (versions sort by their timestamp prefix)."""
+        model_dir = self._path(check_name("model name", name))
+        with self._io(model_dir):
+            if not self._fs.exists(model_dir):
+                return []
+            entries = self._fs.ls(model_dir, detail=True)
+        names = [e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"]
+        return sorted(n for n in names if not n.startswith((".", "_")))
+
+    def resolve(self, name: str, version: str = LATEST) -> str:
+        """The concrete version meant by ``version`` (``latest`` reads the ``LATEST`` file)."""
+        check_name("model name", name)
+        if version != LATEST:
+            return check_name("version", version)
+        latest_file = self._path(name, _LATEST_FILE)
+        try:
+            with self._io(latest_file), self._fs.open(latest_file, "rb") as f:
+                return check_name("version", f.read().decode().strip())
+        except ArtifactNotFound as err:
+            raise ArtifactNotFound(f"{self.uri}/{name}: no published version (no {_LATEST_FILE} file)") from err
+
+    def manifest(self, name: str, version: str = LATEST) -> Manifest:
+        version = self.resolve(name, version)
+        path = self._path(name, version, MANIFEST_FILE)
+        with self._io(path), self._fs.open(path, "rb") as f:
+            raw = f.read()
+        try:
+            return Manifest.model_validate_json(raw)
+        except ValueError as err:
+            raise ArtifactCorrupt(f"{self.uri}/{name}/{version}/{MANIFEST_FILE}: not a valid manifest: {err}") from err
+
+    def fetch(self, name: str, version: str, cache_dir: Path) -> LocalArtifact:
+        """A local, checksum-verified copy of a version, reusing a cached copy whose checksums still match."""
+        version = self.resolve(name, version)
+        manifest = self.manifest(name, version)
+        target = cache_dir / name / version
+        if target.exists():
+            try:
+                verify_local(target, manifest)
+                log.info("model %s/%s: reusing verified cache %s", name, version, target)
+                return LocalArtifact(target, manifest)
+            except ArtifactCorrupt as err:
+                log.warning("model %s/%s: cached copy is damaged (%s); fetching again", name, version, err)
+                shutil.rmtree(target, ignore_errors=True)
+        download = cache_dir / name / f".download-{version}-{uuid.uuid4().hex[:8]}"
+        try:
+            for relative, entry in manifest.files.items():
+                local = download / relative
+                local.parent.mkdir(parents=True, exist_ok=True)
+                remote = self._path(name, version, relative)
+                with self._io(remote):
+                    self._fs.get_file(remote, str(local))
+                _check(local, entry, f"{self.uri}/{name}/{version}/{relative}")
+            (download / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
+            try:
+                download.rename(target)
+            except OSError:
+                # Another replica on this node finished the same download first: use theirs once verified.
+                verify_local(target, manifest)
+        finally:
+            shutil.rmtree(download, ignore_errors=True)
+        return LocalArtifact(target, manifest)
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """Fail early (before hours of training) if the store cannot be written."""
+        probe = self._path(f".write-probe-{uuid.uuid4().hex[:8]}")
+        with self._io(self._root):
+            self._fs.makedirs(self._root, exist_ok=True)
+            with self._fs.open(probe, "wb") as f:
+                f.write(b"ok")
+            self._fs.rm(probe)
+
+    def publish(self, source_dir: Path, manifest: Manifest) -> Manifest:
+        """Publish the files under ``source_dir`` as ``manifest.name``/``manifest.version``; returns the manifest
+        with ``files`` filled in. Either the version appears complete and verified, or nothing changes."""
+        name, version = manifest.name, manifest.version
+        files = {p.relative_to(source_dir).as_posix(): _entry(p)
+                 for p in sorted(source_dir.rglob("*")) if p.is_file() and p.name != MANIFEST_FILE}
+        manifest = manifest.model_copy(update={"files": files})
+        final = self._path(name, version)
+        staging = self._path(name, f".staging-{version}-{uuid.uuid4().hex[:8]}")
+        with self._io(final):
+            if self._fs.exists(final):
+                raise StoreError(f"{self.uri}/{name}/{version}: version already exists")
+        try:
+            with self._io(staging):
+                self._fs.makedirs(staging, exist_ok=True)
+                for relative in files:
+                    self._upload(source_dir / relative, filesystem.join(staging, relative))
+                with self._fs.open(filesystem.join(staging, MANIFEST_FILE), "wb") as f:
+                    f.write(manifest.model_dump_json(indent=2).encode())
+            for relative, entry in files.items():
+                actual = self._remote_entry(filesystem.join(staging, relative))
+                if actual != entry:
+                    raise ArtifactCorrupt(f"{self.uri}/{name}/{version}/{relative}: uploaded copy has "
+                                          f"sha256 {actual.sha256} and {actual.size} bytes, expected "
+                                          f"{entry.sha256} and {entry.size}")
+            with self._io(final):
+                self._fs.mv(staging, final)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._fs.rm(staging, recursive=True)
+            raise
+        self._write_latest(name, version)
+        log.info("published %s/%s/%s (%d files)", self.uri, name, version, len(files))
+        return manifest
+
+    def _upload(self, local: Path, remote: str) -> None:
+        self._fs.makedirs(remote.rsplit("/", 1)[0], exist_ok=True)
+        self._fs.put_file(str(local), remote)
+
+    def _write_latest(self, name: str, version: str) -> None:
+        latest = self._path(name, _LATEST_FILE)
+        temporary = self._path(name, f".{_LATEST_FILE}.tmp-{uuid.uuid4().hex[:8]}")
+        with self._io(latest):
+            with self._fs.open(temporary, "wb") as f:
+                f.write(f"{version}\n".encode())
+            self._fs.mv(temporary, latest, overwrite=True)
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def _path(self, *parts: str) -> str:
+        return filesystem.join(self._root, *parts)
+
+    def _remote_entry(self, path: str) -> FileEntry:
+        digest, size = hashlib.sha256(), 0
+        with self._io(path), self._fs.open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        return FileEntry(sha256=digest.hexdigest(), size=size)
+
+    @contextlib.contextmanager
+    def _io(self, path: str) -> Iterator[None]:
+        """Turn filesystem errors into the store's own, naming the path."""
+        where = self._fs.unstrip_protocol(path)
+        try:
+            yield
+        except FileNotFoundError as err:
+            raise ArtifactNotFound(f"{where}: not found") from err
+        except PermissionError as err:
+            raise StoreError(f"{where}: permission denied: {err}") from err
+        except (ConnectionError, TimeoutError) as err:
+            raise StoreUnavailable(f"{where}: store unreachable: {err}") from err
+        except OSError as err:
+            raise StoreError(f"{where}: {err}") from err
+
+
+def verify_local(path: Path, manifest: Manifest) -> None:
+    """Raise :class:`ArtifactCorrupt` unless every file of ``manifest`` under ``path`` matches it."""
+    for relative, entry in manifest.files.items():
+        _check(path / relative, entry, str(path / relative))
+
+
+def _check(path: Path, expected: FileEntry, where: str) -> None:
+    if not path.is_file():
+        raise ArtifactCorrupt(f"{where}: missing")
+    actual = _entry(path)
+    if actual.size != expected.size:
+        raise ArtifactCorrupt(f"{where}: size {actual.size} bytes, manifest says {expected.size}")
+    if actual.sha256 != expected.sha256:
+        raise ArtifactCorrupt(f"{where}: sha256 {actual.sha256}, manifest says {expected.sha256}")
+
+
+def _entry(path: Path) -> FileEntry:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return FileEntry(sha256=digest.hexdigest(), size=os.path.getsize(path))

@@ -1,0 +1,35 @@
+"""Store URIs to filesystems, through fsspec's registry.
+
+``file://`` and plain paths are local; ``hdfs://`` and ``viewfs://`` come from hdfs-native, which registers them
+with fsspec and reads ``HADOOP_CONF_DIR`` (name services, HA NameNodes), ``HADOOP_USER_NAME`` and the Kerberos
+ticket cache the way Hadoop clients do. Nothing here dispatches on the scheme itself.
+"""
+
+from __future__ import annotations
+
+import fsspec
+import pyarrow.fs
+from fsspec.implementations.local import LocalFileSystem
+
+from recsys.errors import StoreError
+
+
+def resolve(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem behind ``uri`` and the path inside it (relative local paths become absolute)."""
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+    except (ValueError, ImportError, OSError) as err:
+        raise StoreError(f"{uri}: cannot open this location: {err}") from err
+    return fs, path.rstrip("/") or "/"
+
+
+def to_pyarrow(fs: fsspec.AbstractFileSystem) -> pyarrow.fs.FileSystem:
+    """The same filesystem as pyarrow sees it, for Ray Data readers and Ray Train's checkpoint storage."""
+    if isinstance(fs, LocalFileSystem):
+        return pyarrow.fs.LocalFileSystem()
+    return pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+
+
+def join(*parts: str) -> str:
+    """Join store path segments with '/' whatever the local OS uses."""
+    return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts) if p)

@@ -1,0 +1,90 @@
+"""The artifact contract: what ``<store>/<model_name>/<version>/manifest.json`` says about a published model.
+
+Serving trusts nothing else: it resolves a version, checks every file against ``files`` and loads the
+SavedModel through the signature recorded here. Training writes it; the benchmark and the cluster tooling read it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+MANIFEST_FILE = "manifest.json"
+SAVED_MODEL_DIR = "saved_model"
+
+
+def check_name(kind: str, value: str) -> str:
+    """Model names and versions become path segments: keep them to a safe alphabet (no '/', no '..')."""
+    if not NAME_PATTERN.match(value) or value in (".", ".."):
+        raise ValueError(f"{kind} must match {NAME_PATTERN.pattern}, got {value!r}")
+    return value
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+class TensorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: str
+    shape: list[int | None]
+
+
+class Signature(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+
+
+class Metrics(BaseModel):
+    """Held-out metrics of the same job. ``baselines`` holds at least ``markov`` and ``popularity``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    accuracy_at_4: float = Field(ge=0, le=1)
+    baselines: dict[str, float]
+    test_trips: int = Field(ge=0)
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format_version: int = 1
+    name: str
+    version: str
+    created_at: dt.datetime
+    git_commit: str | None = None
+    frameworks: dict[str, str]
+    signature: Signature
+    vocabulary_sizes: dict[str, int]
+    model: dict[str, object] = Field(description="architecture, as recsys.model.ModelConfig")
+    training: dict[str, object] = Field(description="hyper-parameters, workers, example counts, timings")
+    metrics: Metrics
+    files: dict[str, FileEntry] = Field(description="every file of the version but this manifest, by relative path")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name("name", value)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        return check_name("version", value)
+
+    @field_validator("files")
+    @classmethod
+    def _relative_paths(cls, files: dict[str, FileEntry]) -> dict[str, FileEntry]:
+        for path in files:
+            if path.startswith("/") or ".." in path.split("/"):
+                raise ValueError(f"file paths must be relative and inside the version, got {path!r}")
+        return files

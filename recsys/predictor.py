@@ -1,0 +1,79 @@
+"""A published model loaded with TensorFlow alone and called through its serving signature.
+
+Serving replicas, the training job's held-out evaluation and the benchmark's in-process baseline all predict
+through this class, so they all exercise the artifact exactly as published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from recsys import signature
+from recsys.errors import ModelContractError
+from recsys.features import PAD_CITY
+
+
+class Predictor:
+    """The ``serving_default`` signature of the SavedModel in ``saved_model_dir``, checked against the contract."""
+
+    def __init__(self, saved_model_dir: Path) -> None:
+        try:
+            self._loaded = tf.saved_model.load(str(saved_model_dir))
+        except (OSError, ValueError, tf.errors.OpError) as err:
+            raise ModelContractError(f"{saved_model_dir}: not a loadable SavedModel: {err}") from err
+        function = self._loaded.signatures.get(signature.NAME)
+        if function is None:
+            raise ModelContractError(f"{saved_model_dir}: no '{signature.NAME}' signature, "
+                                     f"found {sorted(self._loaded.signatures)}")
+        _check_specs(saved_model_dir, "input", function.structured_input_signature[1], signature.INPUTS)
+        _check_specs(saved_model_dir, "output", function.structured_outputs, signature.OUTPUTS)
+        self._function = function
+
+    def predict(self, cities: np.ndarray, booker_country: Sequence[str], device_class: Sequence[str],
+                affiliate_id: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` city ids and scores for a batch; ``cities`` is (batch, length) padded with 0."""
+        out = self._function(
+            cities=tf.constant(cities, tf.int64),
+            booker_country=tf.constant(booker_country, tf.string),
+            device_class=tf.constant(device_class, tf.string),
+            affiliate_id=tf.constant(affiliate_id, tf.int64),
+            k=tf.constant(k, tf.int32),
+        )
+        return out["cities"].numpy(), out["scores"].numpy()
+
+    def predict_in_batches(self, cities: np.ndarray, booker_country: np.ndarray, device_class: np.ndarray,
+                           affiliate_id: np.ndarray, k: int, batch_size: int = 1024) -> np.ndarray:
+        """Top-``k`` city ids for many rows (evaluation), ``batch_size`` rows per call."""
+        parts = [self.predict(cities[i:i + batch_size], booker_country[i:i + batch_size].tolist(),
+                              device_class[i:i + batch_size].tolist(), affiliate_id[i:i + batch_size], k)[0]
+                 for i in range(0, len(cities), batch_size)]
+        return np.concatenate(parts) if parts else np.zeros((0, k), dtype=np.int64)
+
+
+def pad_trips(trips: Sequence[Sequence[int]], keep_last: int | None = None) -> np.ndarray:
+    """Trips of different lengths as one (batch, length) matrix, right-padded with 0.
+
+    ``keep_last`` drops cities the model would not read anyway (it looks at the last ``history_length``).
+    """
+    if keep_last is not None:
+        trips = [trip[-keep_last:] for trip in trips]
+    width = max((len(trip) for trip in trips), default=0)
+    matrix = np.full((len(trips), max(width, 1)), PAD_CITY, dtype=np.int64)
+    for row, trip in enumerate(trips):
+        matrix[row, : len(trip)] = trip
+    return matrix
+
+
+def _check_specs(where: Path, kind: str, actual: dict, expected: dict[str, tf.TensorSpec]) -> None:
+    if set(actual) != set(expected):
+        raise ModelContractError(f"{where}: signature '{signature.NAME}' has {kind}s {sorted(actual)}, "
+                                 f"expected {sorted(expected)}")
+    for name, spec in expected.items():
+        got = actual[name]
+        if got.dtype != spec.dtype or not spec.shape.is_compatible_with(got.shape):
+            raise ModelContractError(f"{where}: signature {kind} '{name}' is {got.dtype.name}{got.shape}, "
+                                     f"expected {spec.dtype.name}{spec.shape}")

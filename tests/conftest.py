@@ -1,0 +1,57 @@
+"""Shared fixtures: synthetic data, and one model trained once per session by the real training CLI.
+
+TensorFlow in the test process is limited to one thread per pool: tests share a 2-core machine with the Ray
+workers they start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+tf.config.threading.set_intra_op_parallelism_threads(1)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+
+from recsys.synthetic_trips import write_trips  # noqa: E402
+from tests.support import SMOKE_CONFIG, SMOKE_TRIPS, TrainedModel, run_cli  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def smoke_data(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "trips"
+    write_trips(SMOKE_TRIPS, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def short_tmp():
+    """A short directory for Ray (its Unix socket paths must stay under ~107 characters)."""
+    path = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def trained_model(smoke_data, tmp_path_factory, short_tmp) -> TrainedModel:
+    """The smoke config trained once for the whole session: 2 Ray Train workers, published to a temp store."""
+    out = tmp_path_factory.mktemp("trained")
+    result = run_cli("training.destinations", "--config", str(SMOKE_CONFIG), env={
+        "DATA_URI": str(smoke_data),
+        "MODEL_STORE_URI": str(out / "models"),
+        "CHECKPOINT_URI": str(out / "checkpoints"),
+        "RAY_TMPDIR": str(short_tmp),
+    })
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    return TrainedModel(store_uri=str(out / "models"), name=summary["model"], version=summary["version"],
+                        summary=summary, stdout=result.stdout, output=result.stdout + result.stderr,
+                        data=smoke_data)

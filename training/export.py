@@ -1,0 +1,21 @@
+"""A Ray Train checkpoint to the published form: a SavedModel with the serving signature."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from recsys.manifest import SAVED_MODEL_DIR
+from recsys.model import DestinationRecommender, build_network
+from training.train_loop import STATE_FILE, WEIGHTS_FILE, LoopConfig
+
+
+def export_checkpoint(checkpoint_dir: Path, out_dir: Path) -> LoopConfig:
+    """Rebuild the network the checkpoint was trained with, load its weights and save the SavedModel under
+    ``out_dir/saved_model``; returns the loop config (architecture and vocabulary) read from the checkpoint."""
+    state = json.loads((checkpoint_dir / STATE_FILE).read_text())
+    loop = LoopConfig.model_validate(state["loop"])
+    network = build_network(loop.model, loop.vocabulary.sizes())
+    network.load_weights(str(checkpoint_dir / WEIGHTS_FILE))
+    DestinationRecommender(network, loop.vocabulary, loop.model).save(str(out_dir / SAVED_MODEL_DIR))
+    return loop
