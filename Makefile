@@ -9,7 +9,10 @@ SMOKE_TRIPS := 20000
 MODEL_STORE := .data/models
 MODEL_NAME := destinations
 
-.PHONY: install bootstrap run test bench lock clean
+# Ray's single-machine mode: every Ray server this Makefile starts listens on 127.0.0.1 only.
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
+
+.PHONY: install bootstrap run test bench bench-training lock clean
 
 install: $(INSTALLED)
 
@@ -27,6 +30,10 @@ bootstrap: install
 
 test: install
 	$(PY) -m pytest
+
+# Ray Train examples/s with 1 and 2 workers (~10 minutes on 2 cores); writes bench/results/training.*
+bench-training: install
+	$(PY) -m bench.training_throughput
 
 # Re-pin every dependency after changing pyproject.toml (run in a fresh venv to drop strays).
 lock: install

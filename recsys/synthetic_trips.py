@@ -53,6 +53,10 @@ class WorldSpec(BaseModel):
     num_booker_countries: int = Field(6, ge=1, le=50)
     num_affiliates: int = Field(40, ge=1, le=100_000)
     popularity_exponent: float = Field(1.1, gt=0, description="Zipf exponent of city popularity")
+    distance_scale: float = Field(3.0, gt=0, description="map distance over which the next city gets e times less likely")
+    heading_strength: float = Field(2.5, ge=0, description="pull towards cities ahead in the trip's direction")
+    theme_boost: float = Field(4.0, ge=1, description="odds multiplier of a city of the trip's theme")
+    region_jump_probability: float = Field(0.08, ge=0, le=1, description="chance a step crosses into the next region")
 
 
 class TripsSpec(BaseModel):
@@ -147,7 +151,8 @@ def build_world(spec: WorldSpec, seed: int) -> _World:
     )
 
 
-def generate_batch(world: _World, n_trips: int, rng: np.random.Generator, first_trip: int) -> pa.Table:
+def generate_batch(world: _World, spec: WorldSpec, n_trips: int, rng: np.random.Generator,
+                   first_trip: int) -> pa.Table:
     """``n_trips`` trips as reservation rows in :data:`TRIP_SCHEMA`, ordered by trip then check-in."""
     # About one user in four comes back for a second trip, from the same country and device, as in the real data.
     user_local = (np.arange(n_trips) * 4) // 5
@@ -171,23 +176,23 @@ def generate_batch(world: _World, n_trips: int, rng: np.random.Generator, first_
     for step in range(max_len):
         active = np.flatnonzero(step < length)
         if step > 0:
-            jump = rng.random(len(active)) < 0.08
+            jump = rng.random(len(active)) < spec.region_jump_probability
             region[active[jump]] = world.region_neighbour[region[active[jump]]]
         cand = world.region_cities[region[active]]  # (n, M)
         valid = cand >= 0
         safe = np.where(valid, cand, 0)
         score = 0.8 * log_pop[safe]
-        score += np.where(world.city_type[safe] == theme[active, None], np.log(3.0), 0.0)
+        score += np.where(world.city_type[safe] == theme[active, None], np.log(spec.theme_boost), 0.0)
         if step > 0:
             here = world.city_xy[path[active, step - 1]]
             offset = world.city_xy[safe] - here[:, None]
             dist = np.linalg.norm(offset, axis=-1)
-            score -= dist / 3.0
+            score -= dist / spec.distance_scale
             if step > 1:
                 heading = here - world.city_xy[path[active, step - 2]]
                 heading /= np.linalg.norm(heading, axis=-1, keepdims=True) + 1e-9
                 cosine = (offset * heading[:, None]).sum(-1) / (dist + 1e-9)
-                score += 1.5 * cosine
+                score += spec.heading_strength * cosine
         score = np.where(valid & ~visited[active[:, None], safe], score, -np.inf)
         pick = _sample_rows(rng, score)
         dead_end = ~np.isfinite(score[np.arange(len(active)), pick])
@@ -253,7 +258,7 @@ def write_trips(spec: TripsSpec, uri: str, overwrite: bool = False) -> int:
         for index in range(n_files):
             first = index * spec.trips_per_file
             count = min(spec.trips_per_file, spec.trips - first)
-            table = generate_batch(world, count, np.random.default_rng([spec.seed, 1, index]), first)
+            table = generate_batch(world, spec.world, count, np.random.default_rng([spec.seed, 1, index]), first)
             with fs.open(filesystem.join(staging, f"part-{index:05d}.parquet"), "wb") as out:
                 pq.write_table(table, out)
             written += table.num_rows

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ)
         files = find_trip_files(config.data_uri)
         store = ModelStore(config.store_uri)
         store.check_writable()
-        _start_ray(config, args.address or environ.get("RAY_ADDRESS"))
+        start_ray(config, args.address or environ.get("RAY_ADDRESS"))
         try:
             manifest = train_and_publish(config, files, store, _git_commit(environ))
         finally:
@@ -87,12 +87,9 @@ def train_and_publish(config: TrainConfig, files: TripFiles, store: ModelStore, 
     baselines = _baselines(data)
     log.info("examples %s; vocabulary %s; baselines accuracy@%d %s", data.counts, vocabulary.sizes(), K, baselines)
 
-    loop = LoopConfig(model=config.model, hyperparameters=config.hyperparameters, vocabulary=vocabulary,
-                      per_worker_batch_size=config.per_worker_batch_size,
-                      train_examples=len(data.train_columns[LABEL]),
-                      threads=max(1, int(config.cpus_per_worker)), seed=config.seed)
     trained_at = time.perf_counter()
-    result = _trainer(config, data, loop, version).fit()
+    result = make_trainer(config, data, loop_config(config, data, vocabulary),
+                          run_name=f"{config.model_name}-{version}").fit()
     train_seconds = time.perf_counter() - trained_at
     best = result.get_best_checkpoint(METRIC, "max")
     best_metrics = next(m for c, m in result.best_checkpoints if c.path == best.path)
@@ -145,7 +142,16 @@ def _baselines(data: TrainingData) -> dict[str, float]:
     }
 
 
-def _trainer(config: TrainConfig, data: TrainingData, loop: LoopConfig, version: str) -> TensorflowTrainer:
+def loop_config(config: TrainConfig, data: TrainingData, vocabulary: Vocabulary) -> LoopConfig:
+    """What every worker gets: architecture, hyper-parameters, vocabulary, batch and thread counts."""
+    return LoopConfig(model=config.model, hyperparameters=config.hyperparameters, vocabulary=vocabulary,
+                      per_worker_batch_size=config.per_worker_batch_size,
+                      train_examples=len(data.train_columns[LABEL]),
+                      threads=max(1, int(config.cpus_per_worker)), seed=config.seed)
+
+
+def make_trainer(config: TrainConfig, data: TrainingData, loop: LoopConfig, run_name: str) -> TensorflowTrainer:
+    """The Ray Train trainer for ``config``: workers, checkpoint storage, failure handling, datasets."""
     fs, storage_path = filesystem.resolve(config.checkpoint_uri)
     resources = {"CPU": config.cpus_per_worker, **({"GPU": 1} if config.use_gpu else {})}
     return TensorflowTrainer(
@@ -154,7 +160,7 @@ def _trainer(config: TrainConfig, data: TrainingData, loop: LoopConfig, version:
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
                                      resources_per_worker=resources),
         run_config=RunConfig(
-            name=f"{config.model_name}-{version}",
+            name=run_name,
             storage_path=storage_path,
             storage_filesystem=filesystem.to_pyarrow(fs),
             checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=METRIC,
@@ -166,7 +172,8 @@ def _trainer(config: TrainConfig, data: TrainingData, loop: LoopConfig, version:
     )
 
 
-def _start_ray(config: TrainConfig, address: str | None) -> None:
+def start_ray(config: TrainConfig, address: str | None) -> None:
+    """Join ``address`` if given, else start a private local Ray sized for ``config``."""
     if address:
         ray.init(address=address, runtime_env={"env_vars": _WORKER_ENV})
         return
