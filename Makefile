@@ -28,6 +28,11 @@ bootstrap: install
 	@test -d $(SMOKE_DATA) || $(PY) -m recsys.synthetic_trips --out $(SMOKE_DATA) --trips $(SMOKE_TRIPS) --seed 7
 	$(PY) -m training.destinations --config configs/train/smoke.yaml
 
+# Serve the newest local model (training one first if the store is empty) with HAProxy direct ingress.
+run: install
+	@test -f $(MODEL_STORE)/$(MODEL_NAME)/LATEST || $(MAKE) --no-print-directory bootstrap
+	$(PY) -m serve_apps.local configs/serve/local.yaml
+
 test: install
 	$(PY) -m pytest
 

@@ -89,6 +89,22 @@ class ModelStore:
         except ValueError as err:
             raise ArtifactCorrupt(f"{self.uri}/{name}/{version}/{MANIFEST_FILE}: not a valid manifest: {err}") from err
 
+    def read_file(self, name: str, version: str, relative: str) -> bytes:
+        """One small file of a version (the vocabulary, say), checked against the manifest."""
+        version = self.resolve(name, version)
+        entry = self.manifest(name, version).files.get(relative)
+        where = f"{self.uri}/{name}/{version}/{relative}"
+        if entry is None:
+            raise ArtifactNotFound(f"{where}: not in the manifest")
+        path = self._path(name, version, relative)
+        with self._io(path), self._fs.open(path, "rb") as f:
+            data = f.read()
+        actual = FileEntry(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        if actual != entry:
+            raise ArtifactCorrupt(f"{where}: sha256 {actual.sha256} and {actual.size} bytes, manifest says "
+                                  f"{entry.sha256} and {entry.size}")
+        return data
+
     def fetch(self, name: str, version: str, cache_dir: Path) -> LocalArtifact:
         """A local, checksum-verified copy of a version, reusing a cached copy whose checksums still match."""
         version = self.resolve(name, version)

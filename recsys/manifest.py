@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MANIFEST_FILE = "manifest.json"
 SAVED_MODEL_DIR = "saved_model"
+VOCABULARY_FILE = "vocabulary.json"
 
 
 def check_name(kind: str, value: str) -> str:

@@ -54,14 +54,16 @@ class Predictor:
         return np.concatenate(parts) if parts else np.zeros((0, k), dtype=np.int64)
 
 
-def pad_trips(trips: Sequence[Sequence[int]], keep_last: int | None = None) -> np.ndarray:
-    """Trips of different lengths as one (batch, length) matrix, right-padded with 0.
+def pad_trips(trips: Sequence[Sequence[int]], width: int | None = None) -> np.ndarray:
+    """Trips of different lengths as one (batch, width) matrix, right-padded with 0.
 
-    ``keep_last`` drops cities the model would not read anyway (it looks at the last ``history_length``).
+    With ``width`` (the model's ``history_length``) only the last ``width`` cities are kept, which are all the
+    model reads, and every batch has the same width; without it the matrix is as wide as the longest trip.
     """
-    if keep_last is not None:
-        trips = [trip[-keep_last:] for trip in trips]
-    width = max((len(trip) for trip in trips), default=0)
+    if width is not None:
+        trips = [trip[-width:] for trip in trips]
+    else:
+        width = max((len(trip) for trip in trips), default=0)
     matrix = np.full((len(trips), max(width, 1)), PAD_CITY, dtype=np.int64)
     for row, trip in enumerate(trips):
         matrix[row, : len(trip)] = trip

@@ -151,3 +151,14 @@ def test_an_unwritable_store_fails_the_write_check(tmp_path):
     (tmp_path / "a-file").write_text("not a directory")
     with pytest.raises(StoreError, match=r"a-file/models"):
         ModelStore(str(tmp_path / "a-file" / "models")).check_writable()
+
+
+def test_read_file_returns_one_verified_file(tmp_path):
+    store = ModelStore(str(tmp_path / "store"))
+    store.publish(artifact(tmp_path), manifest("v1"))
+    assert store.read_file("destinations", "latest", "saved_model/saved_model.pb") == b"graph" * 100
+    with pytest.raises(ArtifactNotFound, match=r"v1/vocabulary.json: not in the manifest"):
+        store.read_file("destinations", "v1", "vocabulary.json")
+    flip_one_byte(tmp_path / "store" / "destinations" / "v1" / "saved_model" / "saved_model.pb")
+    with pytest.raises(ArtifactCorrupt, match=r"saved_model.pb: sha256 [0-9a-f]{64} and 500 bytes"):
+        store.read_file("destinations", "v1", "saved_model/saved_model.pb")

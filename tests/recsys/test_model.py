@@ -115,5 +115,6 @@ def test_a_directory_without_a_saved_model_is_refused(tmp_path):
 
 def test_pad_trips_right_pads_and_keeps_the_latest_cities():
     assert pad_trips([[1, 2, 3], [4]]).tolist() == [[1, 2, 3], [4, 0, 0]]
-    assert pad_trips([[1, 2, 3], [4]], keep_last=2).tolist() == [[2, 3], [4, 0]]
+    assert pad_trips([[1, 2, 3], [4]], width=2).tolist() == [[2, 3], [4, 0]]
+    assert pad_trips([[1]], width=3).tolist() == [[1, 0, 0]]
     assert pad_trips([]).shape == (0, 1)

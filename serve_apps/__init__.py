@@ -1,0 +1,1 @@
+"""Ray Serve applications. ``destinations`` serves next-destination recommendations over HTTP."""

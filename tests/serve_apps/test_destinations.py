@@ -1,0 +1,216 @@
+"""The destinations app on a real Serve (HAProxy ingress), deployed from the real config, called over HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from recsys.artifact_store import ModelStore
+from recsys.manifest import SAVED_MODEL_DIR
+from recsys.predictor import Predictor, pad_trips
+from tests.serve_apps.conftest import (
+    NAME,
+    deploy_version,
+    load_vocabulary,
+    model_status,
+    recommend,
+    requests_from,
+    serve_config,
+    serve_deploy,
+    wait_for,
+)
+
+pytestmark = pytest.mark.usefixtures("serve_cluster")
+
+
+def test_answers_equal_the_saved_models_own_top_k(serve_cluster, serving_store, tmp_path):
+    deploy_version(serve_cluster, serving_store, serving_store.good)
+    requests = requests_from(load_vocabulary(serving_store), 40)
+    answers = [recommend(serve_cluster, body) for body in requests]
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
+
+    local = ModelStore(serving_store.uri).fetch(NAME, serving_store.good, tmp_path)
+    predictor = Predictor(local.path / SAVED_MODEL_DIR)
+    for body, answer in zip(requests, answers):
+        cities, scores = predictor.predict(pad_trips([body["cities"]]), [body["booker_country"]],
+                                           [body["device_class"]], np.array([body["affiliate_id"] or 0]), body["k"])
+        assert answer.json()["cities"] == cities[0].tolist()
+        np.testing.assert_allclose(answer.json()["scores"], scores[0], rtol=1e-5)
+        assert answer.json()["model_version"] == serving_store.good
+
+
+def test_the_batch_endpoint_answers_in_order_across_batches(serve_cluster, serving_store):
+    deploy_version(serve_cluster, serving_store, serving_store.good)
+    requests = requests_from(load_vocabulary(serving_store), 150, seed=1)  # > max_batch_size: several batches
+    batch = httpx.post(f"{serve_cluster.url}/recommend/batch", json={"requests": requests}, timeout=60)
+    assert batch.status_code == 200
+    singles = [recommend(serve_cluster, body).json() for body in requests[:20]]
+    results = batch.json()["results"]
+    assert len(results) == 150
+    assert [r["cities"] for r in results[:20]] == [s["cities"] for s in singles]
+    assert [len(r["cities"]) for r in results] == [body["k"] for body in requests]
+
+
+def test_no_request_is_answered_before_warm_up_finished(serve_cluster, serving_store):
+    subprocess.run([str(Path(sys.executable).parent / "serve"), "shutdown", "-y", "--address", serve_cluster.dashboard],
+                   check=True, capture_output=True, timeout=120, env={**__import__("os").environ,
+                                                                      "RAY_AUTH_MODE": "token"})
+    answered: list[float] = []
+    refused: list[int] = []
+    stop = threading.Event()
+    body = requests_from(load_vocabulary(serving_store), 1)[0]
+
+    def probe() -> None:
+        with httpx.Client() as client:
+            while not stop.is_set():
+                try:
+                    response = recommend(serve_cluster, body, client)
+                except httpx.TransportError:
+                    refused.append(0)
+                else:
+                    (answered if response.status_code == 200 else refused).append(
+                        time.time() if response.status_code == 200 else response.status_code)
+                time.sleep(0.01)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    try:
+        status = deploy_version(serve_cluster, serving_store, serving_store.good)
+        wait_for(lambda: len(answered) > 5, what="answers after start-up")
+    finally:
+        stop.set()
+        thread.join()
+    warmed_up_at = dt.datetime.fromisoformat(status["loaded_at"]).timestamp()
+    assert refused, "the probe started before the replica was ready"
+    assert min(answered) >= warmed_up_at
+    assert status["load_seconds"] > 0
+
+
+def test_a_hot_swap_under_load_fails_nothing_and_later_answers_carry_the_new_version(serve_cluster, serving_store):
+    deploy_version(serve_cluster, serving_store, serving_store.good)
+    requests = requests_from(load_vocabulary(serving_store), 64, seed=2)
+    versions: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load(worker: int) -> None:
+        with httpx.Client() as client:
+            i = worker
+            while not stop.is_set():
+                try:
+                    response = recommend(serve_cluster, requests[i % len(requests)], client)
+                    if response.status_code == 200:
+                        versions.append(response.json()["model_version"])
+                    else:
+                        failures.append(f"{response.status_code} {response.text[:200]}")
+                except httpx.HTTPError as err:
+                    failures.append(repr(err))
+                i += 4
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(versions) > 50, what="load before the swap")
+        serve_deploy(serve_cluster, serve_config(serve_cluster, serving_store.uri, serving_store.other))
+        wait_for(lambda: serving_store.other in versions[-20:], what="answers from the new version")
+        after_swap = len(versions)
+        wait_for(lambda: len(versions) > after_swap + 100, what="load after the swap")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    assert set(versions) == {serving_store.good, serving_store.other}
+    assert set(versions[after_swap:]) == {serving_store.other}
+    assert model_status(serve_cluster)["version"] == serving_store.other
+
+
+@pytest.mark.parametrize(("version", "error"), [
+    ("corrupt", "sha256"),
+    ("missing", "not found"),
+    ("wrong_signature", "has inputs ['cities'], expected"),
+], ids=["corrupt", "missing", "wrong-signature"])
+def test_a_version_that_fails_to_load_is_refused_and_the_old_one_keeps_serving(serve_cluster, serving_store,
+                                                                             version, error):
+    deploy_version(serve_cluster, serving_store, serving_store.other)
+    bad = getattr(serving_store, version, "v9-does-not-exist")
+    serve_deploy(serve_cluster, serve_config(serve_cluster, serving_store.uri, bad))
+    status = wait_for(lambda: (s := model_status(serve_cluster)) and s["last_load_error"]
+                      and s["last_load_error"]["version"] == bad and s, what="the load error")
+    assert error in status["last_load_error"]["error"]
+    assert status["version"] == serving_store.other
+    answer = recommend(serve_cluster, requests_from(load_vocabulary(serving_store), 1)[0])
+    assert answer.status_code == 200
+    assert answer.json()["model_version"] == serving_store.other
+
+
+def test_batching_settings_change_at_run_time(serve_cluster, serving_store):
+    status = deploy_version(serve_cluster, serving_store, serving_store.good, max_batch_size=16,
+                            batch_wait_timeout_s=0.001)
+    assert (status["max_batch_size"], status["batch_wait_timeout_s"]) == (16, 0.001)
+    status = deploy_version(serve_cluster, serving_store, serving_store.good, max_batch_size=96)
+    assert status["max_batch_size"] == 96
+    requests = requests_from(load_vocabulary(serving_store), 200, seed=3)
+    batch = httpx.post(f"{serve_cluster.url}/recommend/batch", json={"requests": requests}, timeout=60)
+    assert batch.status_code == 200 and len(batch.json()["results"]) == 200
+
+
+GOOD = {"cities": [1, 2, 3], "booker_country": "Elbonia", "device_class": "mobile"}
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ('{"cities": [1, 2', "body"),
+    ({**GOOD, "cities": []}, "cities"),
+    ({**GOOD, "cities": ["Paris"]}, "cities"),
+    ({**GOOD, "k": 0}, "k"),
+    ({**GOOD, "k": 101}, "k"),
+    ({**GOOD, "affiliate_id": -1}, "affiliate_id"),
+    ({"cities": [1]}, "booker_country"),
+    ({**GOOD, "colour": "red"}, "colour"),
+    ({"requests": [GOOD] * 1025}, "requests"),
+    ({"requests": []}, "requests"),
+], ids=["malformed-json", "empty-cities", "wrong-type", "k-zero", "k-too-big", "negative-affiliate",
+        "missing-field", "unknown-field", "batch-too-big", "batch-empty"])
+def test_bad_input_gets_422_naming_the_field(serve_cluster, serving_store, body, field):
+    deploy_version(serve_cluster, serving_store, serving_store.good)
+    path = "/recommend/batch" if isinstance(body, dict) and "requests" in body else "/recommend"
+    kwargs = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, str) \
+        else {"json": body}
+    response = httpx.post(f"{serve_cluster.url}{path}", timeout=30, **kwargs)
+    assert response.status_code == 422
+    assert any(field in (str(part) for part in error["loc"]) for error in response.json()["detail"])
+
+
+def test_unknown_cities_countries_and_devices_are_answered(serve_cluster, serving_store):
+    deploy_version(serve_cluster, serving_store, serving_store.good)
+    response = recommend(serve_cluster, {"cities": [123456789], "booker_country": "Atlantis",
+                                         "device_class": "smart-fridge", "affiliate_id": 987654, "k": 7})
+    assert response.status_code == 200
+    assert len(response.json()["cities"]) == 7
+
+
+def test_the_model_endpoint_summarises_the_manifest(serve_cluster, serving_store):
+    status = deploy_version(serve_cluster, serving_store, serving_store.good)
+    assert status["model_uri"].endswith("/destinations")
+    assert status["manifest"]["metrics"]["accuracy_at_4"] > 0
+    assert status["manifest"]["vocabulary_sizes"]["cities"] > 100
+    assert status["loading_version"] is None
+    openapi = httpx.get(f"{serve_cluster.url}/openapi.json", timeout=10).json()
+    assert {"/recommend", "/recommend/batch", "/model"} <= set(openapi["paths"])
+
+
+def test_haproxy_listens_on_loopback_only(serve_cluster, serving_store):
+    deploy_version(serve_cluster, serving_store, serving_store.good)
+    sockets = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout.splitlines()
+    haproxy = [line.split()[3] for line in sockets if '"haproxy"' in line]
+    assert haproxy, "HAProxy is running"
+    assert all(address.startswith("127.0.0.1:") for address in haproxy), haproxy

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+from pydantic import ValidationError
+from ray.serve.schema import ServeDeploySchema
+
+from serve_apps.settings import ModelSettings, ReplicaOptions
+from tests.support import ROOT
+
+
+@pytest.mark.parametrize(("uri", "store", "name"), [
+    ("hdfs://namenode:8020/models/destinations", "hdfs://namenode:8020/models", "destinations"),
+    (".data/models/destinations/", ".data/models", "destinations"),
+    ("destinations", ".", "destinations"),
+], ids=["hdfs", "relative-trailing-slash", "bare-name"])
+def test_model_uri_is_a_store_and_a_model_name(uri, store, name):
+    settings = ModelSettings(model_uri=uri)
+    assert (settings.store_uri, settings.model_name, settings.model_version) == (store, name, "latest")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"model_uri": "hdfs://nn/models/.."}, r"model name \(last segment of model_uri\) must match"),
+    ({"model_version": "../v1"}, "model_version must match"),
+    ({"max_batch_size": 0}, "greater than or equal to 1"),
+    ({"batch_wait_timeout_s": -1}, "greater than or equal to 0"),
+    ({"max_batch_size": 64, "warmup": True}, "Extra inputs are not permitted"),
+], ids=["uri-name", "version", "batch-size", "timeout", "unknown-key"])
+def test_invalid_user_config_is_rejected_naming_the_field(change, message):
+    with pytest.raises(ValidationError, match=message):
+        ModelSettings.model_validate({"model_uri": ".data/models/destinations", **change})
+
+
+def test_replica_options_defaults_and_validation():
+    assert ReplicaOptions().load_attempts == 30
+    with pytest.raises(ValidationError, match="load_attempts"):
+        ReplicaOptions(load_attempts=0)
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "production.yaml"])
+def test_shipped_serve_configs_are_valid(name):
+    config = yaml.safe_load((ROOT / "configs" / "serve" / name).read_text())
+    ServeDeploySchema.model_validate(config)
+    for application in config["applications"]:
+        assert application["import_path"] == "serve_apps.destinations:app"
+        ReplicaOptions.model_validate(application["args"])
+        for deployment in application["deployments"]:
+            ModelSettings.model_validate(deployment["user_config"])
+            # Batching needs room for a full batch of requests on the replica.
+            assert deployment["max_ongoing_requests"] >= deployment["user_config"]["max_batch_size"]
