@@ -12,7 +12,9 @@ MODEL_NAME := destinations
 # Ray's single-machine mode: every Ray server this Makefile starts listens on 127.0.0.1 only.
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 
-.PHONY: install bootstrap run test bench bench-training lock clean
+HDFS_HARNESS := tests/hdfs/target/classpath.txt
+
+.PHONY: install hdfs-harness bootstrap run test bench bench-training lock clean
 
 install: $(INSTALLED)
 
@@ -22,6 +24,12 @@ $(INSTALLED): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $@
+
+# The MiniDFSCluster the HDFS tests run against (Java 17 + Maven; dependencies stay cached in ~/.m2).
+hdfs-harness: $(HDFS_HARNESS)
+
+$(HDFS_HARNESS): tests/hdfs/pom.xml $(wildcard tests/hdfs/src/main/java/recsys/hdfs/*.java)
+	mvn -q -B -f tests/hdfs/pom.xml compile
 
 # Synthetic trips (once) -> Ray Train with 2 workers -> a published version in the local model store.
 bootstrap: install
@@ -33,7 +41,7 @@ run: install
 	@test -f $(MODEL_STORE)/$(MODEL_NAME)/LATEST || $(MAKE) --no-print-directory bootstrap
 	$(PY) -m serve_apps.local configs/serve/local.yaml
 
-test: install
+test: install $(HDFS_HARNESS)
 	$(PY) -m pytest
 
 # Ray Train examples/s with 1 and 2 workers (~10 minutes on 2 cores); writes bench/results/training.*

@@ -17,9 +17,11 @@ load and gets a verified local directory back.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -218,10 +220,23 @@ class ModelStore:
             raise ArtifactNotFound(f"{where}: not found") from err
         except PermissionError as err:
             raise StoreError(f"{where}: permission denied: {err}") from err
-        except (ConnectionError, TimeoutError) as err:
-            raise StoreUnavailable(f"{where}: store unreachable: {err}") from err
         except OSError as err:
+            if _unreachable(err):
+                raise StoreUnavailable(f"{where}: store unreachable: {err}") from err
             raise StoreError(f"{where}: {err}") from err
+
+
+# hdfs-native reports network failures as plain OSErrors that carry the OS error only in their text
+# ("Connection refused (os error 111)"), after its own retries (dfs.client.failover.max.attempts).
+_UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ETIMEDOUT, errno.EHOSTUNREACH,
+                       errno.ENETUNREACH, errno.EPIPE}
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _unreachable(err: OSError) -> bool:
+    if isinstance(err, (ConnectionError, TimeoutError)) or err.errno in _UNREACHABLE_ERRNOS:
+        return True
+    return any(int(code) in _UNREACHABLE_ERRNOS for code in _OS_ERROR.findall(str(err)))
 
 
 def verify_local(path: Path, manifest: Manifest) -> None:

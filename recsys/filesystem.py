@@ -15,9 +15,15 @@ from recsys.errors import StoreError
 
 
 def resolve(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem behind ``uri`` and the path inside it (relative local paths become absolute)."""
+    """The filesystem behind ``uri`` and the path inside it (relative local paths become absolute).
+
+    Each call gets its own instance, owned by the caller: fsspec's shared instance cache is cleared in every
+    forked child, and dropping an hdfs-native client there runs its destructor, which waits for Rust runtime
+    threads that did not survive the fork. That hung `ray.init` (which forks with Python's at-fork hooks) in a
+    process that had used HDFS before.
+    """
     try:
-        fs, path = fsspec.core.url_to_fs(uri)
+        fs, path = fsspec.core.url_to_fs(uri, skip_instance_cache=True)
     except (ValueError, ImportError, OSError) as err:
         raise StoreError(f"{uri}: cannot open this location: {err}") from err
     return fs, path.rstrip("/") or "/"

@@ -15,6 +15,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Ray's single-machine mode: the Ray instances tests start listen on 127.0.0.1 only (read when ray is imported).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# The HDFS client settings of the test session (bounded NameNode retries); every Ray process inherits them.
+os.environ.setdefault("HADOOP_CONF_DIR", str(Path(__file__).resolve().parent / "hdfs" / "conf"))
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest  # noqa: E402
@@ -24,6 +26,8 @@ tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
 from recsys.synthetic_trips import write_trips  # noqa: E402
+from tests.hdfs.harness import MiniHdfs  # noqa: E402
+from tests.serving import ServeCluster, free_port  # noqa: E402
 from tests.support import SMOKE_CONFIG, SMOKE_TRIPS, TrainedModel, run_cli  # noqa: E402
 
 
@@ -57,3 +61,34 @@ def trained_model(smoke_data, tmp_path_factory, short_tmp) -> TrainedModel:
     return TrainedModel(store_uri=str(out / "models"), name=summary["model"], version=summary["version"],
                         summary=summary, stdout=result.stdout, output=result.stdout + result.stderr,
                         data=smoke_data)
+
+
+@pytest.fixture(scope="session")
+def hdfs(tmp_path_factory) -> MiniHdfs:
+    """A real HDFS (MiniDFSCluster: a NameNode and 2 DataNodes, replication 2) for the whole session."""
+    cluster = MiniHdfs(tmp_path_factory.mktemp("hdfs") / "cluster", datanodes=2)
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def serve_cluster(short_tmp) -> ServeCluster:
+    """Ray with Serve's HAProxy direct ingress, in this process (its processes inherit this environment)."""
+    import ray
+    from ray import serve
+
+    from serve_apps.local import haproxy_environment
+
+    saved = dict(os.environ)
+    os.environ.update(haproxy_environment(short_tmp / "haproxy", stats_port=free_port(), metrics_port=free_port()))
+    dashboard_port = free_port()
+    context = ray.init(address="local", num_cpus=4, include_dashboard=True, dashboard_port=dashboard_port,
+                       _temp_dir=str(short_tmp / "ray"))
+    try:
+        yield ServeCluster(dashboard=f"http://127.0.0.1:{dashboard_port}", http_port=free_port(),
+                           work_dir=short_tmp, logs=Path(context.address_info["session_dir"]) / "logs")
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)

@@ -7,7 +7,7 @@ import pytest
 
 from recsys import signature
 from recsys.artifact_store import ModelStore
-from recsys.errors import ArtifactCorrupt, ArtifactNotFound, StoreError
+from recsys.errors import ArtifactCorrupt, ArtifactNotFound, StoreError, StoreUnavailable
 from recsys.manifest import Manifest, Metrics
 
 
@@ -162,3 +162,24 @@ def test_read_file_returns_one_verified_file(tmp_path):
     flip_one_byte(tmp_path / "store" / "destinations" / "v1" / "saved_model" / "saved_model.pb")
     with pytest.raises(ArtifactCorrupt, match=r"saved_model.pb: sha256 [0-9a-f]{64} and 500 bytes"):
         store.read_file("destinations", "v1", "saved_model/saved_model.pb")
+
+
+@pytest.mark.parametrize(("error", "unavailable"), [
+    (OSError("Connection refused (os error 111)"), True),
+    (OSError("Connection reset by peer (os error 104)"), True),
+    (ConnectionRefusedError(111, "Connection refused"), True),
+    (TimeoutError("timed out"), True),
+    (OSError("Is a directory (os error 21)"), False),
+    (OSError("disk quota exceeded"), False),
+], ids=["hdfs-native-refused", "hdfs-native-reset", "refused", "timeout", "other-os-error", "plain"])
+def test_network_failures_are_retryable_other_errors_are_not(tmp_path, monkeypatch, error, unavailable):
+    store = ModelStore(str(tmp_path / "store"))
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(store._fs, "exists", fail)
+    with pytest.raises(StoreError) as raised:
+        store.versions("destinations")
+    assert isinstance(raised.value, StoreUnavailable) is unavailable
+    assert isinstance(raised.value, StoreError)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -16,24 +14,25 @@ import pytest
 from recsys.artifact_store import ModelStore
 from recsys.manifest import SAVED_MODEL_DIR
 from recsys.predictor import Predictor, pad_trips
-from tests.serve_apps.conftest import (
+from tests.serving import (
     NAME,
     deploy_version,
-    load_vocabulary,
     model_status,
     recommend,
     requests_from,
     serve_config,
     serve_deploy,
+    serve_shutdown,
     wait_for,
 )
+
 
 pytestmark = pytest.mark.usefixtures("serve_cluster")
 
 
 def test_answers_equal_the_saved_models_own_top_k(serve_cluster, serving_store, tmp_path):
-    deploy_version(serve_cluster, serving_store, serving_store.good)
-    requests = requests_from(load_vocabulary(serving_store), 40)
+    deploy_version(serve_cluster, serving_store.uri, serving_store.good)
+    requests = requests_from(serving_store.vocabulary(), 40)
     answers = [recommend(serve_cluster, body) for body in requests]
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
 
@@ -48,8 +47,8 @@ def test_answers_equal_the_saved_models_own_top_k(serve_cluster, serving_store, 
 
 
 def test_the_batch_endpoint_answers_in_order_across_batches(serve_cluster, serving_store):
-    deploy_version(serve_cluster, serving_store, serving_store.good)
-    requests = requests_from(load_vocabulary(serving_store), 150, seed=1)  # > max_batch_size: several batches
+    deploy_version(serve_cluster, serving_store.uri, serving_store.good)
+    requests = requests_from(serving_store.vocabulary(), 150, seed=1)  # > max_batch_size: several batches
     batch = httpx.post(f"{serve_cluster.url}/recommend/batch", json={"requests": requests}, timeout=60)
     assert batch.status_code == 200
     singles = [recommend(serve_cluster, body).json() for body in requests[:20]]
@@ -60,13 +59,11 @@ def test_the_batch_endpoint_answers_in_order_across_batches(serve_cluster, servi
 
 
 def test_no_request_is_answered_before_warm_up_finished(serve_cluster, serving_store):
-    subprocess.run([str(Path(sys.executable).parent / "serve"), "shutdown", "-y", "--address", serve_cluster.dashboard],
-                   check=True, capture_output=True, timeout=120, env={**__import__("os").environ,
-                                                                      "RAY_AUTH_MODE": "token"})
+    serve_shutdown(serve_cluster)
     answered: list[float] = []
     refused: list[int] = []
     stop = threading.Event()
-    body = requests_from(load_vocabulary(serving_store), 1)[0]
+    body = requests_from(serving_store.vocabulary(), 1)[0]
 
     def probe() -> None:
         with httpx.Client() as client:
@@ -83,7 +80,7 @@ def test_no_request_is_answered_before_warm_up_finished(serve_cluster, serving_s
     thread = threading.Thread(target=probe)
     thread.start()
     try:
-        status = deploy_version(serve_cluster, serving_store, serving_store.good)
+        status = deploy_version(serve_cluster, serving_store.uri, serving_store.good)
         wait_for(lambda: len(answered) > 5, what="answers after start-up")
     finally:
         stop.set()
@@ -95,8 +92,8 @@ def test_no_request_is_answered_before_warm_up_finished(serve_cluster, serving_s
 
 
 def test_a_hot_swap_under_load_fails_nothing_and_later_answers_carry_the_new_version(serve_cluster, serving_store):
-    deploy_version(serve_cluster, serving_store, serving_store.good)
-    requests = requests_from(load_vocabulary(serving_store), 64, seed=2)
+    deploy_version(serve_cluster, serving_store.uri, serving_store.good)
+    requests = requests_from(serving_store.vocabulary(), 64, seed=2)
     versions: list[str] = []
     failures: list[str] = []
     stop = threading.Event()
@@ -141,25 +138,25 @@ def test_a_hot_swap_under_load_fails_nothing_and_later_answers_carry_the_new_ver
 ], ids=["corrupt", "missing", "wrong-signature"])
 def test_a_version_that_fails_to_load_is_refused_and_the_old_one_keeps_serving(serve_cluster, serving_store,
                                                                              version, error):
-    deploy_version(serve_cluster, serving_store, serving_store.other)
+    deploy_version(serve_cluster, serving_store.uri, serving_store.other)
     bad = getattr(serving_store, version, "v9-does-not-exist")
     serve_deploy(serve_cluster, serve_config(serve_cluster, serving_store.uri, bad))
     status = wait_for(lambda: (s := model_status(serve_cluster)) and s["last_load_error"]
                       and s["last_load_error"]["version"] == bad and s, what="the load error")
     assert error in status["last_load_error"]["error"]
     assert status["version"] == serving_store.other
-    answer = recommend(serve_cluster, requests_from(load_vocabulary(serving_store), 1)[0])
+    answer = recommend(serve_cluster, requests_from(serving_store.vocabulary(), 1)[0])
     assert answer.status_code == 200
     assert answer.json()["model_version"] == serving_store.other
 
 
 def test_batching_settings_change_at_run_time(serve_cluster, serving_store):
-    status = deploy_version(serve_cluster, serving_store, serving_store.good, max_batch_size=16,
+    status = deploy_version(serve_cluster, serving_store.uri, serving_store.good, max_batch_size=16,
                             batch_wait_timeout_s=0.001)
     assert (status["max_batch_size"], status["batch_wait_timeout_s"]) == (16, 0.001)
-    status = deploy_version(serve_cluster, serving_store, serving_store.good, max_batch_size=96)
+    status = deploy_version(serve_cluster, serving_store.uri, serving_store.good, max_batch_size=96)
     assert status["max_batch_size"] == 96
-    requests = requests_from(load_vocabulary(serving_store), 200, seed=3)
+    requests = requests_from(serving_store.vocabulary(), 200, seed=3)
     batch = httpx.post(f"{serve_cluster.url}/recommend/batch", json={"requests": requests}, timeout=60)
     assert batch.status_code == 200 and len(batch.json()["results"]) == 200
 
@@ -181,7 +178,7 @@ GOOD = {"cities": [1, 2, 3], "booker_country": "Elbonia", "device_class": "mobil
 ], ids=["malformed-json", "empty-cities", "wrong-type", "k-zero", "k-too-big", "negative-affiliate",
         "missing-field", "unknown-field", "batch-too-big", "batch-empty"])
 def test_bad_input_gets_422_naming_the_field(serve_cluster, serving_store, body, field):
-    deploy_version(serve_cluster, serving_store, serving_store.good)
+    deploy_version(serve_cluster, serving_store.uri, serving_store.good)
     path = "/recommend/batch" if isinstance(body, dict) and "requests" in body else "/recommend"
     kwargs = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, str) \
         else {"json": body}
@@ -191,7 +188,7 @@ def test_bad_input_gets_422_naming_the_field(serve_cluster, serving_store, body,
 
 
 def test_unknown_cities_countries_and_devices_are_answered(serve_cluster, serving_store):
-    deploy_version(serve_cluster, serving_store, serving_store.good)
+    deploy_version(serve_cluster, serving_store.uri, serving_store.good)
     response = recommend(serve_cluster, {"cities": [123456789], "booker_country": "Atlantis",
                                          "device_class": "smart-fridge", "affiliate_id": 987654, "k": 7})
     assert response.status_code == 200
@@ -199,7 +196,7 @@ def test_unknown_cities_countries_and_devices_are_answered(serve_cluster, servin
 
 
 def test_the_model_endpoint_summarises_the_manifest(serve_cluster, serving_store):
-    status = deploy_version(serve_cluster, serving_store, serving_store.good)
+    status = deploy_version(serve_cluster, serving_store.uri, serving_store.good)
     assert status["model_uri"].endswith("/destinations")
     assert status["manifest"]["metrics"]["accuracy_at_4"] > 0
     assert status["manifest"]["vocabulary_sizes"]["cities"] > 100
@@ -209,7 +206,7 @@ def test_the_model_endpoint_summarises_the_manifest(serve_cluster, serving_store
 
 
 def test_haproxy_listens_on_loopback_only(serve_cluster, serving_store):
-    deploy_version(serve_cluster, serving_store, serving_store.good)
+    deploy_version(serve_cluster, serving_store.uri, serving_store.good)
     sockets = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout.splitlines()
     haproxy = [line.split()[3] for line in sockets if '"haproxy"' in line]
     assert haproxy, "HAProxy is running"

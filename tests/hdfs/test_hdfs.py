@@ -1,0 +1,153 @@
+"""Training data and model artifacts on a real HDFS (MiniDFSCluster: a NameNode, 2 DataNodes, replication 2)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from recsys import filesystem
+from recsys.artifact_store import ModelStore
+from recsys.errors import ArtifactCorrupt
+from recsys.features import Vocabulary
+from recsys.manifest import SAVED_MODEL_DIR, VOCABULARY_FILE
+from recsys.predictor import Predictor
+from recsys.synthetic_trips import TripsSpec, write_trips
+from tests.recsys.test_artifact_store import artifact, manifest
+from tests.serving import (
+    NAME,
+    deploy_version,
+    recommend,
+    requests_from,
+    serve_config,
+    serve_deploy,
+    serve_shutdown,
+    wait_for,
+)
+from tests.support import SMOKE_CONFIG, run_cli
+
+pytestmark = pytest.mark.hdfs
+
+
+@pytest.fixture(scope="module")
+def hdfs_trained(hdfs, tmp_path_factory, short_tmp) -> dict:
+    """Trips generated into HDFS, trained from HDFS with checkpoints on HDFS, published to HDFS."""
+    data = f"{hdfs.uri}/data/trips"
+    write_trips(TripsSpec(trips=5000, seed=3), data)
+    settings = yaml.safe_load(SMOKE_CONFIG.read_text())
+    settings["hyperparameters"]["epochs"] = 2
+    config = tmp_path_factory.mktemp("hdfs-train") / "train.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    result = run_cli("training.destinations", "--config", str(config), env={
+        "DATA_URI": data, "MODEL_STORE_URI": f"{hdfs.uri}/models", "CHECKPOINT_URI": f"{hdfs.uri}/checkpoints",
+        "RAY_TMPDIR": str(short_tmp)})
+    assert result.returncode == 0, result.stderr[-4000:]
+    return {"store": f"{hdfs.uri}/models", "version": json.loads(result.stdout.strip().splitlines()[-1])["version"]}
+
+
+def test_synthetic_trips_are_written_to_hdfs_as_parquet(hdfs):
+    uri = f"{hdfs.uri}/data/small"
+    rows = write_trips(TripsSpec(trips=300, seed=1, trips_per_file=100), uri)
+    fs, path = filesystem.resolve(uri)
+    parts = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False))
+    assert parts == ["_generator.json", "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    with fs.open(f"{path}/part-00000.parquet", "rb") as f:
+        assert pq.read_table(f).num_rows > 0
+    assert rows > 300 * 4 - 1
+
+
+def test_training_reads_hdfs_and_publishes_to_hdfs(hdfs, hdfs_trained):
+    store = ModelStore(hdfs_trained["store"])
+    assert store.resolve(NAME) == hdfs_trained["version"]
+    manifest = store.manifest(NAME, hdfs_trained["version"])
+    assert manifest.training["data_uri"].startswith(hdfs.uri)
+    fs, _ = filesystem.resolve(hdfs.uri)
+    checkpoints = fs.ls(f"/checkpoints/destinations-{hdfs_trained['version']}", detail=False)
+    assert any(p.rsplit("/", 1)[-1].startswith("checkpoint_") for p in checkpoints)
+
+
+def test_a_replica_loads_its_model_from_hdfs_and_answers(serve_cluster, hdfs_trained):
+    status = deploy_version(serve_cluster, hdfs_trained["store"], hdfs_trained["version"])
+    assert status["model_uri"].startswith("hdfs://")
+    vocabulary = Vocabulary.model_validate_json(
+        ModelStore(hdfs_trained["store"]).read_file(NAME, hdfs_trained["version"], VOCABULARY_FILE))
+    answer = recommend(serve_cluster, requests_from(vocabulary, 1)[0])
+    assert answer.status_code == 200 and answer.json()["model_version"] == hdfs_trained["version"]
+
+
+def test_a_replica_waits_for_an_unreachable_namenode_and_serves_once_it_is_back(serve_cluster, hdfs,
+                                                                                hdfs_trained):
+    serve_shutdown(serve_cluster)
+    body = {"cities": [1, 2], "booker_country": "Elbonia", "device_class": "mobile"}
+    hdfs.stop_namenode()
+    try:
+        serve_deploy(serve_cluster, serve_config(
+            serve_cluster, hdfs_trained["store"], hdfs_trained["version"],
+            args={"load_attempts": 200, "load_backoff_s": 0.5, "load_max_backoff_s": 2.0,
+                  "cache_dir": str(serve_cluster.work_dir / "namenode-outage-cache")}))
+        wait_for(lambda: "model store unreachable (attempt 2/200)" in serve_cluster.replica_logs(),
+                 what="the replica's retry log line")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # no traffic reaches a replica that has no model
+            try:
+                assert recommend(serve_cluster, body).status_code != 200
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+    finally:
+        hdfs.start_namenode()
+    answer = wait_for(lambda: (r := recommend(serve_cluster, body)).status_code == 200 and r, timeout=180,
+                      what="an answer once the NameNode is back")
+    assert answer.json()["model_version"] == hdfs_trained["version"]
+
+
+def test_artifacts_still_load_with_one_datanode_lost(hdfs, hdfs_trained, tmp_path):
+    hdfs.stop_datanode(0)
+    try:
+        local = ModelStore(hdfs_trained["store"]).fetch(NAME, hdfs_trained["version"], tmp_path / "cache")
+        Predictor(local.path / SAVED_MODEL_DIR)
+    finally:
+        hdfs.start_datanode(0)
+
+
+@pytest.mark.parametrize("damage", ["flip-a-byte", "truncate"])
+def test_a_damaged_file_on_hdfs_is_refused(hdfs, tmp_path, damage):
+    store = ModelStore(f"{hdfs.uri}/damaged-{damage}")
+    store.publish(artifact(tmp_path), manifest("v1"))
+    fs, _ = filesystem.resolve(hdfs.uri)
+    path = f"/damaged-{damage}/destinations/v1/saved_model/variables/variables.data-00000-of-00001"
+    data = bytearray(fs.cat(path))
+    if damage == "flip-a-byte":
+        data[100] ^= 0x01
+    else:
+        data = data[: len(data) // 2]
+    with fs.open(path, "wb") as f:
+        f.write(bytes(data))
+    with pytest.raises(ArtifactCorrupt, match="variables.data-00000-of-00001: (sha256|size)"):
+        store.fetch("destinations", "v1", tmp_path / "cache")
+
+
+def test_an_interrupted_publish_to_hdfs_leaves_latest_alone(hdfs, tmp_path, monkeypatch):
+    store = ModelStore(f"{hdfs.uri}/interrupted")
+    store.publish(artifact(tmp_path / "a"), manifest("v1"))
+    real_upload, uploads = ModelStore._upload, []
+
+    def die_after_first_file(self, local: Path, remote: str) -> None:
+        if uploads:
+            raise KeyboardInterrupt
+        uploads.append(remote)
+        real_upload(self, local, remote)
+
+    monkeypatch.setattr(ModelStore, "_upload", die_after_first_file)
+    with pytest.raises(KeyboardInterrupt):
+        store.publish(artifact(tmp_path / "b", b"new"), manifest("v2"))
+    assert uploads
+    assert store.resolve("destinations") == "v1"
+    assert store.versions("destinations") == ["v1"]
+    fs, _ = filesystem.resolve(hdfs.uri)
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("/interrupted/destinations", detail=False)) == ["LATEST", "v1"]
