@@ -11,10 +11,12 @@ MODEL_NAME := destinations
 
 # Ray's single-machine mode: every Ray server this Makefile starts listens on 127.0.0.1 only.
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
+# The KubeRay v1.7.0 CRDs the manifests are validated against (kept beside the checkout, not in it).
+export KUBERAY_CRD_DIR ?= $(abspath $(CURDIR)/../shared/kuberay/v1.7.0/crds)
 
 HDFS_HARNESS := tests/hdfs/target/classpath.txt
 
-.PHONY: install hdfs-harness bootstrap run test bench bench-training lock clean
+.PHONY: install hdfs-harness bootstrap run test validate-cluster bench bench-training lock clean
 
 install: $(INSTALLED)
 
@@ -43,6 +45,11 @@ run: install
 
 test: install $(HDFS_HARNESS)
 	$(PY) -m pytest
+
+# Render and validate the KubeRay manifests of every environment.
+validate-cluster: install
+	$(PY) -m cluster validate dev
+	$(PY) -m cluster validate prod
 
 # Ray Train examples/s with 1 and 2 workers (~10 minutes on 2 cores); writes bench/results/training.*
 bench-training: install

@@ -1,0 +1,170 @@
+"""python -m cluster {render,validate,deploy,status,submit-training,delete} ENV
+
+    render ENV             the environment's manifests as multi-document YAML on stdout
+    validate ENV           check them (KubeRay CRDs from KUBERAY_CRD_DIR, or --from-cluster)
+    deploy ENV             validate against the cluster's CRDs, then server-side apply (the RayJob excepted)
+    status ENV             RayService, interactive RayCluster and training RayJobs
+    submit-training ENV    start a training RayJob for a pinned commit; --wait follows it to the end
+    delete ENV             remove the RayService, the RayCluster and/or the training RayJobs
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import subprocess
+import sys
+
+from cluster import environments, manifests
+from cluster.client import KubeRayClient
+from cluster.crd_schema import CrdSchemas
+from cluster.errors import ClusterError, ManifestInvalid
+from cluster.resources import RAY_CLUSTER, RAY_JOB, RAY_SERVICE
+from cluster.status import RayJobStatus
+from cluster.validation import validate_manifests
+from recsys.errors import RecsysError
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        env = environments.load(args.env)
+        return args.run(env, args)
+    except ManifestInvalid as err:
+        print(f"invalid manifests for {args.env}: {err}", file=sys.stderr)
+        return 1
+    except (ClusterError, RecsysError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _render(env, args) -> int:
+    print(manifests.to_yaml(manifests.render(env, _commit(args), args.model_version)), end="")
+    return 0
+
+
+def _validate(env, args) -> int:
+    objects = manifests.render(env, _commit(args), getattr(args, "model_version", None))
+    schemas = CrdSchemas.from_cluster(_client(args).api_client) if args.from_cluster else CrdSchemas.from_dir(args.crd_dir)
+    problems = validate_manifests(objects, schemas, env.kubernetes_version)
+    if problems:
+        raise ManifestInvalid(problems)
+    print(f"{args.env}: {len(objects)} objects valid (KubeRay CRDs from {schemas.source}, Kubernetes "
+          f"{env.kubernetes_version})")
+    return 0
+
+
+def _deploy(env, args) -> int:
+    kube = _client(args)
+    objects = manifests.render(env, _commit(args), args.model_version)
+    problems = validate_manifests(objects, CrdSchemas.from_cluster(kube.api_client), env.kubernetes_version)
+    if problems:
+        raise ManifestInvalid(problems)
+    for obj in objects:
+        if obj["kind"] == RAY_JOB.kind:
+            continue  # training runs on demand: submit-training
+        kube.apply(obj)
+        print(f"applied {obj['kind']}/{obj['metadata']['name']}")
+        if obj["kind"] == "Namespace" and kube.ensure_secret(env.ray_auth_secret, env.namespace, "auth_token"):
+            print(f"created Secret/{env.ray_auth_secret} with a new Ray auth token")
+    if args.wait:
+        status = kube.wait(RAY_SERVICE, env.name, env.namespace, lambda s: s.ready, args.wait,
+                           on_change=lambda s: print(f"RayService/{env.name}: {s.summary()}", flush=True))
+        print(f"RayService/{env.name}: {status.summary()}")
+    return 0
+
+
+def _status(env, args) -> int:
+    kube = _client(args)
+    print(f"RayService/{env.name}: {kube.status(RAY_SERVICE, env.name, env.namespace).summary()}")
+    interactive = f"{env.name}-interactive"
+    print(f"RayCluster/{interactive}: {kube.status(RAY_CLUSTER, interactive, env.namespace).summary()}")
+    jobs = kube.list(RAY_JOB, env.namespace, label_selector=f"app.kubernetes.io/instance={env.name}")
+    for job in sorted(jobs, key=lambda j: j["metadata"].get("creationTimestamp", ""))[-5:]:
+        print(f"RayJob/{job['metadata']['name']}: {RayJobStatus.parse(job).summary()}")
+    return 0
+
+
+def _submit_training(env, args) -> int:
+    kube = _client(args)
+    commit = _commit(args)
+    stamp = dt.datetime.now(dt.UTC).strftime("%m%d%H%M")
+    job = manifests.ray_job(env, commit, name=f"{env.name}-train-{commit[:7]}-{stamp}")
+    problems = validate_manifests([job], CrdSchemas.from_cluster(kube.api_client), env.kubernetes_version)
+    if problems:
+        raise ManifestInvalid(problems)
+    kube.apply(job)
+    name = job["metadata"]["name"]
+    print(f"submitted RayJob/{name} (code {commit[:7]}, {env.training.config})")
+    if not args.wait:
+        return 0
+    status = kube.wait(RAY_JOB, name, env.namespace, lambda s: s.finished, args.wait,
+                       on_change=lambda s: print(f"RayJob/{name}: {s.summary()}", flush=True))
+    return 0 if status.succeeded_job else 1
+
+
+def _delete(env, args) -> int:
+    kube = _client(args)
+    if args.what in ("serving", "all"):
+        kube.delete(RAY_SERVICE, env.name, env.namespace)
+        print(f"deleted RayService/{env.name}")
+    if args.what in ("interactive", "all"):
+        kube.delete(RAY_CLUSTER, f"{env.name}-interactive", env.namespace)
+        print(f"deleted RayCluster/{env.name}-interactive")
+    if args.what in ("training", "all"):
+        for job in kube.list(RAY_JOB, env.namespace, label_selector=f"app.kubernetes.io/instance={env.name}"):
+            kube.delete(RAY_JOB, job["metadata"]["name"], env.namespace)
+            print(f"deleted RayJob/{job['metadata']['name']}")
+    return 0
+
+
+def _commit(args) -> str:
+    if getattr(args, "commit", None):
+        return args.commit
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10,
+                             cwd=environments.ROOT)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise ClusterError("cannot tell the commit to pin (not a git checkout?); pass --commit") from err
+    return out.stdout.strip()
+
+
+def _client(args) -> KubeRayClient:
+    return KubeRayClient.from_kubeconfig(args.context, args.kubeconfig)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cluster", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, run, help_text: str, kube: bool = True, commit: bool = False, model: bool = False):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("env", help="environment: dev, prod, or a path to an environment YAML")
+        if kube:
+            sub.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, else ~/.kube/config)")
+            sub.add_argument("--context", help="kubeconfig context (default: the current one)")
+        if commit:
+            sub.add_argument("--commit", help="git commit the training job runs (default: HEAD)")
+        if model:
+            sub.add_argument("--model-version", help="serve this model version instead of the config's")
+        sub.set_defaults(run=run)
+        return sub
+
+    command("render", _render, "print the manifests", kube=False, commit=True, model=True)
+    validate = command("validate", _validate, "validate the manifests", commit=True, model=True)
+    source = validate.add_mutually_exclusive_group()
+    source.add_argument("--crd-dir", help="KubeRay CRDs directory (default: $KUBERAY_CRD_DIR)")
+    source.add_argument("--from-cluster", action="store_true", help="use the CRDs installed in the cluster")
+    deploy = command("deploy", _deploy, "validate and apply", commit=True, model=True)
+    deploy.add_argument("--wait", type=float, metavar="SECONDS", help="wait for the RayService to be Ready")
+    command("status", _status, "show the resources' status")
+    submit = command("submit-training", _submit_training, "start a training RayJob", commit=True)
+    submit.add_argument("--wait", type=float, metavar="SECONDS", help="follow the job until it finishes")
+    delete = command("delete", _delete, "delete resources")
+    delete.add_argument("--what", choices=["serving", "interactive", "training", "all"], default="all")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""python -m cluster end to end; the commands that talk to a cluster run against a fake API server (there is no
+Kubernetes API server on these machines)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from cluster.__main__ import main
+from tests.cluster.conftest import COMMIT, CRD_DIR
+from tests.cluster.test_client import RAYJOB_DONE, RAYSERVICE_READY
+from tests.support import ROOT
+
+NS = "travel-recsys"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_render_prints_the_manifests_as_multi_document_yaml(capsys, env):
+    code, out, _ = run(capsys, "render", env, "--commit", COMMIT)
+    assert code == 0
+    assert [d["kind"] for d in yaml.safe_load_all(out)] == ["Namespace", "ConfigMap", "NetworkPolicy", "RayService",
+                                                           "RayJob", "RayCluster"]
+
+
+def test_render_pins_the_checkout_commit_by_default():
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    out = subprocess.run([sys.executable, "-m", "cluster", "render", "prod"], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    job = [d for d in yaml.safe_load_all(out) if d["kind"] == "RayJob"][0]
+    assert head in job["spec"]["runtimeEnvYAML"]
+
+
+@pytest.mark.parametrize("env", ["dev", "prod"])
+def test_validate_accepts_both_environments(capsys, env):
+    code, out, _ = run(capsys, "validate", env, "--commit", COMMIT, "--crd-dir", str(CRD_DIR))
+    assert code == 0
+    assert out.strip() == f"{env}: 6 objects valid (KubeRay CRDs from {CRD_DIR}, Kubernetes 1.32.0)"
+
+
+def test_validate_lists_every_problem_and_exits_1(capsys, tmp_path):
+    raw = yaml.safe_load((ROOT / "configs" / "cluster" / "prod.yaml").read_text())
+    raw["serving"]["workers"][0].update(min_replicas=6, max_replicas=4)
+    raw["serving"]["head"]["cpu"] = "4"
+    raw["name"] = "destinations-with-a-name-far-too-long-for-kuberay-x"
+    env = tmp_path / "broken.yaml"
+    env.write_text(yaml.safe_dump(raw))
+    code, _, err = run(capsys, "validate", str(env), "--commit", COMMIT, "--crd-dir", str(CRD_DIR))
+    assert code == 1
+    assert err.startswith(f"invalid manifests for {env}: ")
+    name = raw["name"]
+    assert f"  RayService/{name}: spec.rayClusterConfig.workerGroupSpecs[0].minReplicas: must not exceed " \
+           f"maxReplicas (4), got 6; lower minReplicas" in err
+    assert f"  RayService/{name}: metadata.name: RayService names must be at most 47 characters" in err
+
+
+def test_validate_without_crds_says_where_to_get_them(capsys, monkeypatch):
+    monkeypatch.delenv("KUBERAY_CRD_DIR", raising=False)
+    code, _, err = run(capsys, "validate", "dev", "--commit", COMMIT)
+    assert code == 2
+    assert err.startswith("error: no CRD directory: set KUBERAY_CRD_DIR")
+
+
+def test_an_unknown_environment_exits_2(capsys):
+    code, _, err = run(capsys, "render", "staging", "--commit", COMMIT)
+    assert code == 2 and "known: ['dev', 'prod']" in err
+
+
+def test_validate_from_cluster_uses_the_installed_crds_with_a_fake_api_server(capsys, fake_api, tmp_path):
+    code, out, _ = run(capsys, "validate", "prod", "--commit", COMMIT, "--from-cluster",
+                       "--kubeconfig", str(fake_api.kubeconfig(tmp_path)))
+    assert code == 0 and "KubeRay CRDs from the cluster" in out
+    assert {r.path for r in fake_api.requests} == {
+        f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{p}.ray.io"
+        for p in ("rayclusters", "rayservices", "rayjobs")}
+
+
+def test_deploy_applies_everything_but_the_job_and_waits_with_a_fake_api_server(capsys, fake_api, tmp_path):
+    fake_api.watch_events[f"/apis/ray.io/v1/namespaces/{NS}/rayservices"] = [
+        {"type": "MODIFIED", "object": {"metadata": {"name": "destinations"}, "status": RAYSERVICE_READY}}]
+    code, out, _ = run(capsys, "deploy", "prod", "--commit", COMMIT, "--wait", "30",
+                       "--kubeconfig", str(fake_api.kubeconfig(tmp_path)))
+    assert code == 0
+    assert out.splitlines()[:6] == [
+        "applied Namespace/travel-recsys",
+        "created Secret/destinations-ray-auth with a new Ray auth token",
+        "applied ConfigMap/destinations-hadoop-conf",
+        "applied NetworkPolicy/destinations-ray",
+        "applied RayService/destinations",
+        "applied RayCluster/destinations-interactive",
+    ]
+    assert out.splitlines()[-1] == "RayService/destinations: Ready; destinations RUNNING; 2 Serve endpoint(s)"
+    assert not any(r.path.startswith(f"/apis/ray.io/v1/namespaces/{NS}/rayjobs") for r in fake_api.requests)
+
+
+def test_submit_training_follows_the_job_to_success_with_a_fake_api_server(capsys, fake_api, tmp_path):
+    fake_api.watch_events[f"/apis/ray.io/v1/namespaces/{NS}/rayjobs"] = [
+        {"type": "MODIFIED", "object": {"metadata": {"name": "x"}, "status": {
+            "jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}}},
+        {"type": "MODIFIED", "object": {"metadata": {"name": "x"}, "status": RAYJOB_DONE}},
+    ]
+    code, out, _ = run(capsys, "submit-training", "prod", "--commit", COMMIT, "--wait", "30",
+                       "--kubeconfig", str(fake_api.kubeconfig(tmp_path)))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"submitted RayJob/destinations-train-{COMMIT[:7]}-")
+    assert lines[-1].endswith("Complete / job SUCCEEDED: Job finished successfully.")
+    [job] = [o for p, o in fake_api.objects.items() if "/rayjobs/" in p]
+    assert job["spec"]["entrypoint"].endswith("--config configs/train/destinations-gpu.yaml")
+
+
+def test_a_failed_training_job_exits_1_with_a_fake_api_server(capsys, fake_api, tmp_path):
+    fake_api.watch_events[f"/apis/ray.io/v1/namespaces/{NS}/rayjobs"] = [
+        {"type": "MODIFIED", "object": {"metadata": {"name": "x"}, "status": {
+            "jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "message": "error: data path does not exist"}}}]
+    code, out, _ = run(capsys, "submit-training", "prod", "--commit", COMMIT, "--wait", "30",
+                       "--kubeconfig", str(fake_api.kubeconfig(tmp_path)))
+    assert code == 1 and out.splitlines()[-1].endswith("Failed / job FAILED: error: data path does not exist")
+
+
+def test_status_and_delete_with_a_fake_api_server(capsys, fake_api, tmp_path):
+    kubeconfig = str(fake_api.kubeconfig(tmp_path))
+    assert run(capsys, "deploy", "prod", "--commit", COMMIT, "--kubeconfig", kubeconfig)[0] == 0
+    fake_api.objects[f"/apis/ray.io/v1/namespaces/{NS}/rayservices/destinations"]["status"] = RAYSERVICE_READY
+    code, out, _ = run(capsys, "status", "prod", "--kubeconfig", kubeconfig)
+    assert code == 0
+    assert out.splitlines()[0] == "RayService/destinations: Ready; destinations RUNNING; 2 Serve endpoint(s)"
+    assert out.splitlines()[1] == "RayCluster/destinations-interactive: pending; workers 0/0 ready"
+    code, out, _ = run(capsys, "delete", "prod", "--what", "all", "--kubeconfig", kubeconfig)
+    assert code == 0
+    assert out.splitlines() == ["deleted RayService/destinations", "deleted RayCluster/destinations-interactive"]
+
+
+def test_an_api_error_is_one_line_and_exit_2_with_a_fake_api_server(capsys, fake_api, tmp_path):
+    fake_api.fail("PATCH", f"/apis/ray.io/v1/namespaces/{NS}/rayservices/destinations", 403, "Forbidden",
+                  'rayservices.ray.io "destinations" is forbidden: User "dev" cannot patch resource "rayservices"')
+    code, _, err = run(capsys, "deploy", "prod", "--commit", COMMIT, "--kubeconfig",
+                       str(fake_api.kubeconfig(tmp_path)))
+    assert code == 2
+    assert err == ('error: apply RayService/destinations: 403 Forbidden: rayservices.ray.io "destinations" is '
+                   'forbidden: User "dev" cannot patch resource "rayservices"\n')
