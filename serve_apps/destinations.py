@@ -8,14 +8,14 @@ One deployment, :class:`Destinations`, is both the HTTP ingress and the model ho
 (HAProxy or the Serve proxy, then the replica). A replica loads its model in ``reconfigure`` from the deployment's
 ``user_config`` (:class:`~serve_apps.settings.ModelSettings`): fetched from the model store, verified, loaded and
 warmed up before Serve routes it any traffic. Requests from single calls and batch calls meet in one dynamic
-batcher (``@serve.batch``, sized in rows) and run on a dedicated inference thread, so the event loop keeps
-parsing requests while TensorFlow computes.
+batcher (``@serve.batch``, sized in rows); its batches run on an :class:`~serve_apps.inference_lane.InferenceLane`,
+one model call at a time on a dedicated thread, merging the batches that queued meanwhile, so the event loop keeps
+parsing requests while TensorFlow computes and batches grow with the load.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route annotations at runtime, and through
 # @serve.ingress it cannot resolve them from strings (the body would become a query parameter).
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 
 import ray
 from fastapi import FastAPI, Request
@@ -26,7 +26,8 @@ from ray.serve import Application
 from serve_apps import gpu
 from serve_apps.api import BatchRequest, BatchResponse, ModelStatus, RecommendRequest, RecommendResponse
 from serve_apps.errors import ModelNotReady, ServingError, status_code
-from serve_apps.model_slot import ModelSlot
+from serve_apps.inference_lane import InferenceLane
+from serve_apps.model_slot import ModelSlot, batch_shapes
 from serve_apps.settings import ModelSettings, ReplicaOptions
 
 api = FastAPI(
@@ -65,12 +66,14 @@ class Destinations:
         _cap_gpu_memory(options)
         self._slot = ModelSlot(options)
         self._settings: ModelSettings | None = None
-        # TensorFlow runs one batch at a time on this thread; the event loop stays free for HTTP.
-        self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._shapes: list[int] = []
+        self._lane: InferenceLane[RecommendRequest, RecommendResponse] = InferenceLane(self._predict, max_rows=1)
 
     async def reconfigure(self, user_config: dict) -> None:
         settings = ModelSettings.model_validate(user_config)
         await self._slot.apply(settings)
+        self._shapes = batch_shapes(settings.max_batch_size)
+        self._lane.max_rows = settings.max_batch_size
         self._infer.set_max_batch_size(settings.max_batch_size)
         self._infer.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
         self._settings = settings
@@ -112,23 +115,28 @@ class Destinations:
             batch_wait_timeout_s=settings.batch_wait_timeout_s if settings else 0.0,
         )
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005, batch_size_fn=_rows)
+    # Sizes are replaced by the user_config's in reconfigure, before any traffic. Batches go to the lane as soon
+    # as they form (Ray's default of one batch at a time would leave the lane nothing to merge).
+    @serve.batch(max_batch_size=1024, batch_wait_timeout_s=0.001, batch_size_fn=_rows, max_concurrent_batches=128)
     async def _infer(self, chunks: list[list[RecommendRequest]]) -> list[list[RecommendResponse]]:
-        model = self._slot.current  # one version for the whole batch, even if a swap lands meanwhile
-        if model is None:
-            raise ModelNotReady("no model loaded")
-        queries = [query for chunk in chunks for query in chunk]
-        answers = await asyncio.get_running_loop().run_in_executor(self._inference, model.recommend, queries)
+        answers = await self._lane.run([query for chunk in chunks for query in chunk])
         results, start = [], 0
         for chunk in chunks:
-            results.append([RecommendResponse(cities=cities, scores=scores, model_version=model.version)
-                            for cities, scores in answers[start:start + len(chunk)]])
+            results.append(answers[start:start + len(chunk)])
             start += len(chunk)
         return results
 
+    def _predict(self, queries: list[RecommendRequest]) -> list[RecommendResponse]:
+        """One model call, on the lane's thread."""
+        model = self._slot.current  # one version for the whole call, even if a swap lands meanwhile
+        if model is None:
+            raise ModelNotReady("no model loaded")
+        return [RecommendResponse(cities=cities, scores=scores, model_version=model.version)
+                for cities, scores in model.recommend(queries, self._shapes)]
+
     async def __del__(self) -> None:
         await self._slot.close()
-        self._inference.shutdown(wait=False)
+        self._lane.close()
 
 
 def app(args: dict) -> Application:

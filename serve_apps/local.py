@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -28,10 +29,15 @@ from recsys.manifest import VOCABULARY_FILE
 from serve_apps.settings import ModelSettings
 
 WRAPPER = Path(__file__).resolve().parent / "haproxy_loopback.sh"
+# HAProxy refuses a stats socket path over 97 bytes, and Serve puts it at <run dir>/<56-hex node id>/admin.sock.
+MAX_RUN_DIR_LENGTH = 97 - len("/" + "0" * 56 + "/admin.sock")
 
 
 def haproxy_environment(run_dir: Path, stats_port: int = 8404, metrics_port: int = 9101) -> dict[str, str]:
     """Environment for a Ray instance whose Serve uses HAProxy direct ingress, with state under ``run_dir``."""
+    if len(str(run_dir)) > MAX_RUN_DIR_LENGTH:
+        raise ValueError(f"HAProxy run dir {run_dir} is {len(str(run_dir))} characters long; HAProxy's socket path "
+                         f"limit allows at most {MAX_RUN_DIR_LENGTH} (pick a shorter --run-dir)")
     run_dir.mkdir(parents=True, exist_ok=True)
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
@@ -67,13 +73,18 @@ def example_request(config: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m serve_apps.local", description=__doc__.split("\n")[0])
     parser.add_argument("config", type=Path, help="Serve config file")
-    parser.add_argument("--run-dir", type=Path, default=Path(".data/haproxy"), help="HAProxy state directory")
+    parser.add_argument("--run-dir", type=Path, help="HAProxy state directory (default: a new one under /tmp, "
+                        "as HAProxy's socket path must stay short)")
     parser.add_argument("--default-proxy", action="store_true", help="use Serve's Python proxy instead of HAProxy")
     args = parser.parse_args(argv)
     config = yaml.safe_load(args.config.read_text())
     environment = dict(os.environ)
     if not args.default_proxy:
-        environment.update(haproxy_environment(args.run_dir.resolve()))
+        run_dir = args.run_dir.resolve() if args.run_dir else Path(tempfile.mkdtemp(prefix="rs-haproxy-"))
+        try:
+            environment.update(haproxy_environment(run_dir))
+        except ValueError as err:
+            parser.error(str(err))
     print(f"Serving {args.config} ({'Serve proxy' if args.default_proxy else 'HAProxy direct ingress'}). "
           f"Once the replica reports ready, try:\n\n  {example_request(config)}\n", flush=True)
     serve = shutil.which("serve", path=str(Path(sys.executable).parent)) or "serve"

@@ -1,9 +1,10 @@
 """The model a replica serves, and how it gets there: fetch, verify, load, warm up, swap.
 
 :func:`load_model` fetches a version from the store into the local cache (every file checked against the
-manifest), loads the SavedModel and runs it once for every batch size the batcher can form, so the first real
-request pays no graph initialisation. An unreachable store (NameNode down) is retried with exponential back-off
-up to a bound, logging each miss; a missing, corrupt or incompatible version fails at once.
+manifest), loads the SavedModel and runs it once for every batch shape the model is called with
+(:func:`batch_shapes`), so the first real request pays no graph or kernel initialisation. An unreachable store
+(NameNode down) is retried with exponential back-off up to a bound, logging each miss; a missing, corrupt or
+incompatible version fails at once.
 
 :class:`ModelSlot` holds the loaded model. The first load blocks (the replica is not ready before it); later
 versions load in the background while the current one keeps serving, and replace it in one assignment, so every
@@ -14,6 +15,7 @@ for ``GET /destinations/model`` and logged.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import datetime as dt
 import logging
@@ -33,6 +35,21 @@ from serve_apps.settings import ModelSettings, ReplicaOptions
 log = logging.getLogger("ray.serve")
 
 MAX_K = 100
+
+
+def batch_shapes(max_batch_size: int) -> list[int]:
+    """The batch sizes the model is called with: 1, 2, 3, 4, 6, 8, 12, 16, 24, ... and ``max_batch_size``.
+
+    A batch is padded up to the next of these (at most a third of its rows are padding), so that about
+    2·log2(max_batch_size) warm-up calls cover every batch the batcher can form, as TF Serving's
+    ``allowed_batch_sizes`` do; warming each of 1..1024 separately would take ~15 s per replica start.
+    """
+    sizes = {max_batch_size}
+    power = 1
+    while power <= max_batch_size:
+        sizes.update(size for size in (power, power * 3 // 2) if size <= max_batch_size)
+        power *= 2
+    return sorted(sizes)
 
 
 class Query(Protocol):
@@ -58,19 +75,24 @@ class LoadedModel:
     def history_length(self) -> int:
         return int(self.manifest.model["history_length"])
 
-    def recommend(self, queries: Sequence[Query]) -> list[tuple[list[int], list[float]]]:
-        """Top-k for each query in one model call (k may differ per query)."""
+    def recommend(self, queries: Sequence[Query], shapes: Sequence[int]) -> list[tuple[list[int], list[float]]]:
+        """Top-k for each query in one model call (k may differ per query), the batch padded up to the next of
+        ``shapes`` (see :func:`batch_shapes`)."""
         k = max(q.k for q in queries)
-        # A fixed width: batch size is then the only shape that varies, and warm-up covers every shape.
-        cities = pad_trips([q.cities for q in queries], width=self.history_length)
+        rows = shapes[min(bisect.bisect_left(shapes, len(queries)), len(shapes) - 1)]
+        padding = max(rows - len(queries), 0)
+        # A fixed width and a few padded heights: the shapes warm-up ran are the only ones the model sees.
+        cities = pad_trips([q.cities for q in queries] + [[]] * padding, width=self.history_length)
         ids, scores = self.predictor.predict(
-            cities, [q.booker_country for q in queries], [q.device_class for q in queries],
-            np.fromiter((q.affiliate_id or 0 for q in queries), dtype=np.int64, count=len(queries)), k)
-        return [(ids[i, : q.k].tolist(), scores[i, : q.k].tolist()) for i, q in enumerate(queries)]
+            cities, [q.booker_country for q in queries] + [""] * padding,
+            [q.device_class for q in queries] + [""] * padding,
+            np.array([q.affiliate_id or 0 for q in queries] + [0] * padding, dtype=np.int64), k)
+        ids, scores = ids[: len(queries)].tolist(), scores[: len(queries)].tolist()  # one conversion, not one per row
+        return [(ids[i][: q.k], scores[i][: q.k]) for i, q in enumerate(queries)]
 
-    def warm_up(self, batch_sizes: range) -> None:
-        cities = np.ones((max(batch_sizes), self.history_length), dtype=np.int64)
-        for size in batch_sizes:
+    def warm_up(self, shapes: Sequence[int]) -> None:
+        cities = np.ones((max(shapes), self.history_length), dtype=np.int64)
+        for size in shapes:
             self.predictor.predict(cities[:size], [""] * size, [""] * size, np.zeros(size, np.int64), MAX_K)
 
 
@@ -93,10 +115,11 @@ def load_model(settings: ModelSettings, options: ReplicaOptions) -> LoadedModel:
     predictor = Predictor(artifact.path / SAVED_MODEL_DIR)
     model = LoadedModel(model_uri=settings.model_uri, version=artifact.manifest.version, manifest=artifact.manifest,
                         predictor=predictor, loaded_at=dt.datetime.now(dt.UTC), load_seconds=0.0)
-    model.warm_up(range(1, settings.max_batch_size + 1))
+    shapes = batch_shapes(settings.max_batch_size)
+    model.warm_up(shapes)
     elapsed = time.perf_counter() - started
-    log.info("model %s/%s loaded and warmed up for batches of 1..%d in %.2f s",
-             settings.model_uri, model.version, settings.max_batch_size, elapsed)
+    log.info("model %s/%s loaded and warmed up for batches of %s rows in %.2f s",
+             settings.model_uri, model.version, ",".join(map(str, shapes)), elapsed)
     return dataclasses.replace(model, loaded_at=dt.datetime.now(dt.UTC), load_seconds=elapsed)
 
 
@@ -113,15 +136,17 @@ class ModelSlot:
 
     async def apply(self, settings: ModelSettings) -> None:
         """Adopt new settings. Loads the model first if there is none (blocking: the replica is not ready until
-        it is); otherwise swaps in a new version in the background, and warms the current model for larger
-        batches before they can be formed."""
+        it is); otherwise swaps in a new version in the background, and warms the current model for the batch
+        shapes a new ``max_batch_size`` brings before they can be formed."""
         previous, self._settings = self._settings, settings
         if self.current is None:
             self.current = await asyncio.to_thread(load_model, settings, self._options)
             return
-        if previous and settings.max_batch_size > previous.max_batch_size:
-            await asyncio.to_thread(self.current.warm_up,
-                                    range(previous.max_batch_size + 1, settings.max_batch_size + 1))
+        if previous:
+            new_shapes = sorted(set(batch_shapes(settings.max_batch_size)) -
+                                set(batch_shapes(previous.max_batch_size)))
+            if new_shapes:
+                await asyncio.to_thread(self.current.warm_up, new_shapes)
         if previous is None or (settings.model_uri, settings.model_version) != \
                 (previous.model_uri, previous.model_version):
             if self._task is not None:

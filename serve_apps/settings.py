@@ -22,8 +22,8 @@ class ModelSettings(BaseModel):
 
     model_uri: str = Field(min_length=1, description="model store URI and model name, e.g. hdfs://nn:8020/models/destinations")
     model_version: str = Field(LATEST, description="a published version, or 'latest' (resolved when a replica loads)")
-    max_batch_size: int = Field(64, ge=1, le=1024, description="rows per model call")
-    batch_wait_timeout_s: float = Field(0.005, ge=0, le=1, description="how long a batch waits to fill")
+    max_batch_size: int = Field(1024, ge=1, le=1024, description="rows per model call")
+    batch_wait_timeout_s: float = Field(0.001, ge=0, le=1, description="how long a batch waits to fill")
 
     @field_validator("model_uri")
     @classmethod

@@ -47,7 +47,7 @@ def test_answers_equal_the_saved_models_own_top_k(serve_cluster, serving_store, 
 
 
 def test_the_batch_endpoint_answers_in_order_across_batches(serve_cluster, serving_store):
-    deploy_version(serve_cluster, serving_store.uri, serving_store.good)
+    deploy_version(serve_cluster, serving_store.uri, serving_store.good, max_batch_size=64)
     requests = requests_from(serving_store.vocabulary(), 150, seed=1)  # > max_batch_size: several batches
     batch = httpx.post(f"{serve_cluster.url}/recommend/batch", json={"requests": requests}, timeout=60)
     assert batch.status_code == 200

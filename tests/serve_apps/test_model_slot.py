@@ -16,7 +16,7 @@ from recsys.features import Vocabulary
 from recsys.manifest import Manifest, Metrics
 from recsys.model import DestinationRecommender, ModelConfig, build_network
 from serve_apps import model_slot
-from serve_apps.model_slot import ModelSlot, load_model
+from serve_apps.model_slot import ModelSlot, batch_shapes, load_model
 from serve_apps.settings import ModelSettings, ReplicaOptions
 
 VOCABULARY = Vocabulary(cities=list(range(101, 131)), booker_countries=["Elbonia"], device_classes=["mobile"],
@@ -60,9 +60,35 @@ def query(cities, k=4):
 def test_a_loaded_model_answers_each_query_with_its_own_k(store, options):
     model = load_model(settings(store, "v1"), options)
     assert model.version == "v1" and model.load_seconds > 0
-    answers = model.recommend([query([101], k=1), query(list(range(101, 131)), k=5), query([999])])
+    answers = model.recommend([query([101], k=1), query(list(range(101, 131)), k=5), query([999])], [1, 2, 4])
     assert [len(cities) for cities, _ in answers] == [1, 5, 4]
     assert all(set(cities) <= set(VOCABULARY.cities) for cities, _ in answers)
+
+
+def test_batch_shapes_cover_every_size_with_at_most_a_third_padding():
+    assert batch_shapes(1) == [1]
+    assert batch_shapes(64) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+    assert batch_shapes(100) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 100]
+    shapes = batch_shapes(1024)
+    assert len(shapes) == 20
+    for rows in range(1, 1025):
+        padded = min(shape for shape in shapes if shape >= rows)
+        assert (padded - rows) / padded <= 1 / 3
+
+
+def test_padding_changes_only_the_shape_never_an_answer(store, options, monkeypatch):
+    model = load_model(settings(store, "v1"), options)
+    queries = [query([101 + i, 102 + i], k=3) for i in range(5)]
+    alone = [model.recommend([q], [1])[0] for q in queries]
+    seen = []
+    predict = model.predictor.predict
+    monkeypatch.setattr(model.predictor, "predict", lambda cities, *rest: seen.append(len(cities)) or
+                        predict(cities, *rest))
+    together = model.recommend(queries, batch_shapes(8))
+    assert seen == [6]  # 5 rows padded to the next shape
+    assert [cities for cities, _ in together] == [cities for cities, _ in alone]
+    for (_, batched), (_, single) in zip(together, alone):
+        assert batched == pytest.approx(single, rel=1e-5)
 
 
 def test_an_unreachable_store_is_retried_with_back_off(store, options, monkeypatch, caplog):
@@ -132,8 +158,10 @@ def test_a_larger_batch_size_is_warmed_before_it_is_used(store, options, monkeyp
         slot = ModelSlot(options)
         await slot.apply(settings(store, "v1"))
         warmed = []
-        monkeypatch.setattr(model_slot.LoadedModel, "warm_up", lambda self, sizes: warmed.append(sizes))
-        await slot.apply(settings(store, "v1", batch_wait_timeout_s=0.001).model_copy(update={"max_batch_size": 12}))
-        assert warmed == [range(9, 13)]
+        monkeypatch.setattr(model_slot.LoadedModel, "warm_up", lambda self, shapes: warmed.append(shapes))
+        await slot.apply(settings(store, "v1", batch_wait_timeout_s=0.001).model_copy(update={"max_batch_size": 20}))
+        assert warmed == [[12, 16, 20]]  # 1..8 were warmed at load
+        await slot.apply(settings(store, "v1").model_copy(update={"max_batch_size": 10}))
+        assert warmed == [[12, 16, 20], [10]]  # smaller, but 10 is a new shape
         assert slot._task is None  # same version: nothing to load
     asyncio.run(scenario())

@@ -23,7 +23,7 @@ def write(tmp_path: Path, settings) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["smoke.yaml", "destinations.yaml"])
+@pytest.mark.parametrize("name", ["smoke.yaml", "destinations.yaml", "destinations-gpu.yaml"])
 def test_shipped_configs_are_valid(name):
     config = load_config(ROOT / "configs" / "train" / name, environ={})
     assert config.model_name == "destinations"

@@ -1,0 +1,94 @@
+"""The inference lane: one call at a time, merging what waits, errors to the callers they belong to."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from serve_apps.inference_lane import InferenceLane
+
+
+class Model:
+    """Doubles its inputs; blocks each call until released, so tests decide what queues behind it."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+        self.release = threading.Event()
+        self.started = threading.Event()
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.calls.append(items)
+        self.started.set()
+        self.release.wait(timeout=10)
+        if -1 in items:
+            raise ValueError("bad input")
+        return [2 * item for item in items]
+
+
+def test_a_lone_call_runs_at_once():
+    model = Model()
+    model.release.set()
+
+    async def scenario():
+        lane = InferenceLane(model, max_rows=8)
+        assert await lane.run([1, 2]) == [2, 4]
+        lane.close()
+    asyncio.run(scenario())
+    assert model.calls == [[1, 2]]
+
+
+def test_calls_that_wait_behind_a_busy_model_are_merged_up_to_max_rows():
+    model = Model()
+
+    async def scenario():
+        lane = InferenceLane(model, max_rows=4)
+        first = asyncio.create_task(lane.run([1]))
+        await asyncio.to_thread(model.started.wait, 10)  # the model is busy with [1]
+        waiting = [asyncio.create_task(lane.run(items)) for items in ([2, 3], [4], [5], [6, 7])]
+        await asyncio.sleep(0.05)
+        model.release.set()
+        return await first, await asyncio.gather(*waiting)
+
+    first, waiting = asyncio.run(scenario())
+    assert first == [2]
+    assert waiting == [[4, 6], [8], [10], [12, 14]]  # each caller gets its own rows back, in order
+    assert model.calls == [[1], [2, 3, 4, 5], [6, 7]]  # 4 rows fit one call; [6, 7] would make 6
+
+
+def test_an_error_reaches_only_the_callers_of_that_call_and_the_lane_goes_on():
+    model = Model()
+
+    async def scenario():
+        lane = InferenceLane(model, max_rows=2)
+        first = asyncio.create_task(lane.run([1]))
+        await asyncio.to_thread(model.started.wait, 10)
+        bad = asyncio.create_task(lane.run([-1, 5]))
+        good = asyncio.create_task(lane.run([3]))
+        await asyncio.sleep(0.05)
+        model.release.set()
+        assert await first == [2]
+        with pytest.raises(ValueError, match="bad input"):
+            await bad
+        assert await good == [6]
+        assert await lane.run([4]) == [8]
+    asyncio.run(scenario())
+    assert model.calls == [[1], [-1, 5], [3], [4]]
+
+
+def test_a_cancelled_caller_is_left_out_of_the_next_call():
+    model = Model()
+
+    async def scenario():
+        lane = InferenceLane(model, max_rows=8)
+        first = asyncio.create_task(lane.run([1]))
+        await asyncio.to_thread(model.started.wait, 10)
+        gone = asyncio.create_task(lane.run([2]))
+        kept = asyncio.create_task(lane.run([3]))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        model.release.set()
+        assert await first == [2] and await kept == [6]
+    asyncio.run(scenario())
+    assert model.calls == [[1], [3]]
