@@ -51,6 +51,12 @@ validate-cluster: install
 	$(PY) -m cluster validate dev
 	$(PY) -m cluster validate prod
 
+# Serving against the in-process limit and peer servers, and replica cold starts (~13 minutes on 2 cores; the
+# first run also installs the peers' virtualenvs under bench/.peers); writes bench/results/serving.*
+bench: install $(HDFS_HARNESS)
+	@test -f $(MODEL_STORE)/$(MODEL_NAME)/LATEST || $(MAKE) --no-print-directory bootstrap
+	$(PY) -m bench.serving
+
 # Ray Train examples/s with 1 and 2 workers (~10 minutes on 2 cores); writes bench/results/training.*
 bench-training: install
 	$(PY) -m bench.training_throughput
