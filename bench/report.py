@@ -38,14 +38,17 @@ def targets(summary: dict) -> list[dict]:
         ratio = ours["throughput"] / peer["throughput"] if peer else float("inf")
         out.append({"target": f"single-request throughput at p99 <= {P99_BUDGET_MS:.0f} ms >= 1.5 x best peer",
                     "met": ratio >= 1.5,
-                    "measured": f"{ours['throughput']:,.0f} req/s vs {peer_name} {peer['throughput']:,.0f} req/s = "
-                                f"{ratio:.2f} x" if peer else f"{ours['throughput']:,.0f} req/s; no peer within budget"})
+                    "measured": f"{ours['throughput']:,.0f} req/s vs {peer_name} {peer['throughput']:,.0f} req/s "
+                                f"= {ratio:.2f} x" if peer else
+                                f"{ours['throughput']:,.0f} req/s; no peer within budget"})
 
-    big = [c for c in summary.get("cold_start", []) if c["model"] == "~100 MB model" and c["source"] == "local disk"]
+    big = [c for c in summary.get("cold_start", []) if c["model"] == "~100 MB model"]
     if big:
-        seconds = big[0]["replica_start_to_ready_s"]
+        slowest = max(big, key=lambda c: c["replica_start_to_ready_s"])
+        seconds = slowest["replica_start_to_ready_s"]
         out.append({"target": "cold start of the ~100 MB model <= 15 s", "met": seconds <= 15,
-                    "measured": f"{seconds:.1f} s (fetch+verify+load+warm-up {big[0]['fetch_verify_load_warmup_s']:.1f} s)"})
+                    "measured": f"{seconds:.1f} s from {slowest['source']}, the slower source (fetch + verify + "
+                                f"load + warm-up {slowest['fetch_verify_load_warmup_s']:.1f} s)"})
     return out
 
 
@@ -86,8 +89,8 @@ def markdown(summary: dict) -> str:
                   "| model | source | size | start → ready | of which fetch + verify + load + warm-up |",
                   "|---|---|---|---|---|"]
         for c in summary["cold_start"]:
-            lines.append(f"| {c['model']} | {c['source']} | {c['bytes'] / 1e6:.0f} MB | {c['replica_start_to_ready_s']:.1f} s "
-                         f"| {c['fetch_verify_load_warmup_s']:.1f} s |")
+            lines.append(f"| {c['model']} | {c['source']} | {c['bytes'] / 1e6:.0f} MB | "
+                         f"{c['replica_start_to_ready_s']:.1f} s | {c['fetch_verify_load_warmup_s']:.1f} s |")
     lines += ["", "**Targets**:", "", "| target | met | measured |", "|---|---|---|"]
     lines += [f"| {t['target']} | {'yes' if t['met'] else 'no'} | {t['measured']} |" for t in summary["targets"]]
     profiles = summary["systems"].get("ray-serve-haproxy", {}).get("profiles", {})

@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,9 +63,9 @@ class System:
     command: list[str]
     ready_url: str
     single_url: str
-    wrap_single: object  # request body -> the system's native body
+    wrap_single: Callable[[dict], dict]  # our request body -> the system's native body
     batch_url: str | None = None
-    wrap_batch: object = None
+    wrap_batch: Callable[[list[dict]], dict] | None = None
     env: dict[str, str] = field(default_factory=dict)
     profile_process: str | None = None  # pgrep -f pattern of the process that runs the model
 
@@ -128,9 +129,9 @@ def in_process_limit(model_dir: Path, bodies: list[dict]) -> dict:
 
 
 def run_system(system: System, bodies: list[dict], seconds: float) -> dict:
-    log_path = RAW / f"{system.name}.log"
-    process = subprocess.Popen(system.command, cwd=ROOT, env={**os.environ, **system.env}, stdout=open(log_path, "w"),
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    with open(RAW / f"{system.name}.log", "w") as server_log:
+        process = subprocess.Popen(system.command, cwd=ROOT, env={**os.environ, **system.env}, stdout=server_log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
     started = time.monotonic()
     try:
         _wait_ready(system, process, bodies[0])
@@ -271,7 +272,8 @@ def request_bodies(vocabulary: Vocabulary, n: int = 1024, seed: int = 0) -> list
     for i in range(n):
         length = int(rng.integers(1, 10))
         cities = rng.choice(vocabulary.cities, size=length, replace=False, p=weights).tolist()
-        bodies.append({"cities": cities, "booker_country": vocabulary.booker_countries[i % len(vocabulary.booker_countries)],
+        bodies.append({"cities": cities,
+                       "booker_country": vocabulary.booker_countries[i % len(vocabulary.booker_countries)],
                        "device_class": vocabulary.device_classes[i % len(vocabulary.device_classes)],
                        "affiliate_id": int(vocabulary.affiliates[i % len(vocabulary.affiliates)]), "k": 4})
     return bodies
@@ -319,11 +321,12 @@ def main() -> None:
         "cold_start": cold,
     }
     summary["targets"] = report.targets(summary)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serving.json").write_text(json.dumps(summary, indent=2, default=str))
-    (RESULTS / "serving.md").write_text(report.markdown(summary))
-    report.plot(summary, RESULTS / "serving.png")
+    out = RAW if args.only or args.skip_cold_start else RESULTS  # a partial run never replaces the full results
+    (out / "serving.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "serving.md").write_text(report.markdown(summary))
+    report.plot(summary, out / "serving.png")
     print(report.markdown(summary))
+    log.info("results in %s", out.relative_to(ROOT))
 
 
 if __name__ == "__main__":

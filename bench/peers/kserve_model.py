@@ -50,8 +50,8 @@ class Destinations(kserve.Model):
             affiliate_id=tf.constant([t.get("affiliate_id") or 0 for t in trips], tf.int64),
             k=tf.constant(k, tf.int32))
         ids, scores = out["cities"].numpy(), out["scores"].numpy()
-        return {"predictions": [{"cities": ids[i, : t.get("k", 4)].tolist(), "scores": scores[i, : t.get("k", 4)].tolist()}
-                                for i, t in enumerate(trips)]}
+        return {"predictions": [{"cities": ids[i, : t.get("k", 4)].tolist(),
+                                 "scores": scores[i, : t.get("k", 4)].tolist()} for i, t in enumerate(trips)]}
 
 
 if __name__ == "__main__":
