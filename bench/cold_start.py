@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import ray
 from ray import serve
 
@@ -46,7 +46,9 @@ def measure(work: Path) -> list[dict]:
             remote.publish(local.path, local.manifest)
         stores["HDFS"] = remote
     results = []
-    ray.init(address="local", num_cpus=4, include_dashboard=False)
+    # A Ray of our own, in its own temp dir (short: it holds Unix sockets); shut down below.
+    ray_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    ray.init(address="local", num_cpus=4, include_dashboard=False, _temp_dir=ray_dir)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": 8010})
         for source, target in stores.items():
@@ -55,6 +57,7 @@ def measure(work: Path) -> list[dict]:
     finally:
         serve.shutdown()
         ray.shutdown()
+        shutil.rmtree(ray_dir, ignore_errors=True)
         if hdfs is not None:
             hdfs.close()
     return results
@@ -109,10 +112,11 @@ def _big_model(store: ModelStore, work: Path) -> str:
 
 
 def _start_hdfs(work: Path):
+    shutil.rmtree(work / "hdfs", ignore_errors=True)  # an earlier run's cluster
     try:
         from tests.hdfs.harness import MiniHdfs
 
-        return MiniHdfs(work / f"hdfs-{np.random.default_rng().integers(1 << 30)}")
+        return MiniHdfs(work / "hdfs")
     except (RuntimeError, OSError) as err:
         log.error("no HDFS for the cold-start runs (%s); measuring local disk only", err)
         return None

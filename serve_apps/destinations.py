@@ -66,7 +66,7 @@ class Destinations:
         _cap_gpu_memory(options)
         self._slot = ModelSlot(options)
         self._settings: ModelSettings | None = None
-        self._shapes: list[int] = []
+        self._shapes: list[int] = []  # shapes and the lane's row limit follow the user_config (reconfigure)
         self._lane: InferenceLane[RecommendRequest, RecommendResponse] = InferenceLane(self._predict, max_rows=1)
 
     async def reconfigure(self, user_config: dict) -> None:
