@@ -86,7 +86,7 @@ def systems(model_dir: Path, python: Path) -> list[System]:
     kserve = peers_env.python("kserve")
     if kserve:
         found.append(System(
-            "kserve", [str(kserve), "bench/peers/kserve_model.py"], "http://127.0.0.1:8102/v1/models/destinations",
+            "kserve", [str(kserve), "-m", "bench.peers.kserve_model"], "http://127.0.0.1:8102/v1/models/destinations",
             "http://127.0.0.1:8102/v1/models/destinations:predict", lambda body: {"instances": [body]},
             batch_url="http://127.0.0.1:8102/v1/models/destinations:predict",
             wrap_batch=lambda bodies: {"instances": bodies}, env={"MODEL_DIR": str(model_dir), "PORT": "8102"}))

@@ -1,7 +1,7 @@
 """KServe's Python ModelServer serving the SavedModel (v1 protocol: POST /v1/models/destinations:predict with
 {"instances": [...]}); it has no request batching of its own, so each call runs its instances in one model call.
 
-    MODEL_DIR=.../saved_model PORT=8102 bench/.peers/kserve/bin/python bench/peers/kserve_model.py
+    MODEL_DIR=.../saved_model PORT=8102 bench/.peers/kserve/bin/python -m bench.peers.kserve_model
 
 KServe's REST server binds 0.0.0.0 with no setting for it; the benchmark keeps every server on loopback, so
 uvicorn's Config is made to bind 127.0.0.1 before KServe creates it. Settings come from the environment because
@@ -10,10 +10,10 @@ KServe parses sys.argv itself.
 
 import os
 
-import tensorflow as tf
 import uvicorn
 
-HISTORY = 8
+from bench.peers import saved_model
+
 _Config = uvicorn.Config
 
 
@@ -35,23 +35,12 @@ class Destinations(kserve.Model):
         self.load()
 
     def load(self) -> bool:
-        self.signature = tf.saved_model.load(self.model_dir).signatures["serving_default"]
+        self.signature = saved_model.load(self.model_dir)
         self.ready = True
         return True
 
     def predict(self, payload: dict, headers: dict | None = None, response_headers: dict | None = None) -> dict:
-        trips = payload["instances"]
-        cities = [t["cities"][-HISTORY:] for t in trips]
-        k = max(t.get("k", 4) for t in trips)
-        out = self.signature(
-            cities=tf.constant([c + [0] * (HISTORY - len(c)) for c in cities], tf.int64),
-            booker_country=tf.constant([t["booker_country"] for t in trips]),
-            device_class=tf.constant([t["device_class"] for t in trips]),
-            affiliate_id=tf.constant([t.get("affiliate_id") or 0 for t in trips], tf.int64),
-            k=tf.constant(k, tf.int32))
-        ids, scores = out["cities"].numpy(), out["scores"].numpy()
-        return {"predictions": [{"cities": ids[i, : t.get("k", 4)].tolist(),
-                                 "scores": scores[i, : t.get("k", 4)].tolist()} for i, t in enumerate(trips)]}
+        return {"predictions": saved_model.recommend(self.signature, payload["instances"])}
 
 
 if __name__ == "__main__":

@@ -27,6 +27,14 @@ class Model:
         return [2 * item for item in items]
 
 
+async def busy(model: Model, max_rows: int) -> tuple[InferenceLane, asyncio.Task]:
+    """A lane whose model is busy with a first call of [1] (held until ``model.release`` is set)."""
+    lane = InferenceLane(model, max_rows=max_rows)
+    first = asyncio.create_task(lane.run([1]))
+    await asyncio.to_thread(model.started.wait, 10)
+    return lane, first
+
+
 def test_a_lone_call_runs_at_once():
     model = Model()
     model.release.set()
@@ -43,9 +51,7 @@ def test_calls_that_wait_behind_a_busy_model_are_merged_up_to_max_rows():
     model = Model()
 
     async def scenario():
-        lane = InferenceLane(model, max_rows=4)
-        first = asyncio.create_task(lane.run([1]))
-        await asyncio.to_thread(model.started.wait, 10)  # the model is busy with [1]
+        lane, first = await busy(model, max_rows=4)
         waiting = [asyncio.create_task(lane.run(items)) for items in ([2, 3], [4], [5], [6, 7])]
         await asyncio.sleep(0.05)
         model.release.set()
@@ -61,9 +67,7 @@ def test_an_error_reaches_only_the_callers_of_that_call_and_the_lane_goes_on():
     model = Model()
 
     async def scenario():
-        lane = InferenceLane(model, max_rows=2)
-        first = asyncio.create_task(lane.run([1]))
-        await asyncio.to_thread(model.started.wait, 10)
+        lane, first = await busy(model, max_rows=2)
         bad = asyncio.create_task(lane.run([-1, 5]))
         good = asyncio.create_task(lane.run([3]))
         await asyncio.sleep(0.05)
@@ -81,9 +85,7 @@ def test_a_cancelled_caller_is_left_out_of_the_next_call():
     model = Model()
 
     async def scenario():
-        lane = InferenceLane(model, max_rows=8)
-        first = asyncio.create_task(lane.run([1]))
-        await asyncio.to_thread(model.started.wait, 10)
+        lane, first = await busy(model, max_rows=8)
         gone = asyncio.create_task(lane.run([2]))
         kept = asyncio.create_task(lane.run([3]))
         await asyncio.sleep(0.01)
