@@ -16,7 +16,7 @@ export KUBERAY_CRD_DIR ?= $(abspath $(CURDIR)/../shared/kuberay/v1.7.0/crds)
 
 HDFS_HARNESS := tests/hdfs/target/classpath.txt
 
-.PHONY: install hdfs-harness bootstrap run test validate-cluster bench bench-training lock clean
+.PHONY: install hdfs-harness bootstrap run test validate-cluster bench bench-reliability bench-training lock clean
 
 install: $(INSTALLED)
 
@@ -56,6 +56,12 @@ validate-cluster: install
 bench: install $(HDFS_HARNESS)
 	@test -f $(MODEL_STORE)/$(MODEL_NAME)/LATEST || $(MAKE) --no-print-directory bootstrap
 	$(PY) -m bench.serving
+
+# The served model under bad input, overload (2x, 10x), a replica SIGKILL and a hot swap (~8 minutes on 2 cores);
+# writes bench/results/reliability.*
+bench-reliability: install
+	@test -f $(MODEL_STORE)/$(MODEL_NAME)/LATEST || $(MAKE) --no-print-directory bootstrap
+	$(PY) -m bench.reliability
 
 # Ray Train examples/s with 1 and 2 workers (~10 minutes on 2 cores); writes bench/results/training.*
 bench-training: install

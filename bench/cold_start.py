@@ -24,7 +24,7 @@ from recsys.features import Vocabulary
 from recsys.manifest import Manifest, Metrics
 from recsys.model import DestinationRecommender, ModelConfig, build_network
 from serve_apps.destinations import Destinations
-from serve_apps.settings import ReplicaOptions
+from serve_apps.core.settings import ReplicaOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "destinations"

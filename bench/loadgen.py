@@ -12,14 +12,21 @@ Two modes:
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 VEGETA = "github.com/tsenart/vegeta/v12@v12.13.0"
+# Ray runs its workers (Serve replicas, and HAProxy under them) at nice 15. The load generator runs at the same
+# niceness, and so do the peer servers (bench/serving.py): at nice 0 vegeta would take the cores from the server it
+# measures whenever the two compete, which is exactly when it matters.
+NICENESS = 15
 TOOLS = Path(__file__).resolve().parent.parent / ".data" / "tools"
 
 
@@ -42,6 +49,29 @@ class LoadResult:
     p99_ms: float
     max_ms: float
     errors: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StatusBreakdown:
+    """One load point, answer by answer: what share got which status, how fast, and when the first 503 came."""
+
+    mode: str
+    level: float
+    seconds: float
+    requests: int
+    statuses: dict[str, int]  # "200", "503", ... and "error" for connection failures and timeouts
+    ok_per_second: float
+    p50_ok_ms: float | None
+    p99_ok_ms: float | None
+    p50_503_ms: float | None
+    p99_503_ms: float | None
+    first_503_s: float | None  # seconds from the start of the load to the first 503
+    retry_after_share: float | None  # share of the 503s that carried Retry-After
+    errors: list[str] = field(default_factory=list)
+    timeline: list[tuple[int, int]] = field(default_factory=list)  # per second of the load: (200s, all others)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,10 +109,61 @@ def open_loop(targets: Path, rate: float, seconds: float, timeout_s: float = 10)
                    timeout_s)
 
 
+def breakdown(targets: Path, mode: str, level: float, seconds: float, timeout_s: float = 10) -> StatusBreakdown:
+    """Like :func:`closed_loop` / :func:`open_loop`, but keeps every answer's status, latency and headers."""
+    flags = ["-rate=0", f"-workers={int(level)}", f"-max-workers={int(level)}"] if mode == "closed" else \
+        [f"-rate={int(level)}/s", "-workers=64", "-max-workers=4096"]
+    binary = vegeta()
+    attack = subprocess.Popen(["nice", "-n", str(NICENESS), str(binary), "attack", "-format=json",
+                               f"-targets={targets}", f"-duration={seconds}s", f"-timeout={timeout_s}s", "-keepalive",
+                               *flags], stdout=subprocess.PIPE)
+    encode = subprocess.Popen([str(binary), "encode", "--to", "json"], stdin=attack.stdout, stdout=subprocess.PIPE,
+                              text=True)
+    attack.stdout.close()
+    rows = []
+    for line in encode.stdout:
+        result = json.loads(line)
+        rows.append((dt.datetime.fromisoformat(result["timestamp"]).timestamp(), result["code"],
+                     result["latency"] / 1e6, "Retry-After" in (result.get("headers") or {}), result["error"]))
+    attack.wait(timeout=60)
+    encode.wait(timeout=60)
+    if not rows:
+        raise RuntimeError(f"vegeta sent no requests to {targets}")
+    start = min(r[0] for r in rows)
+    statuses: dict[str, int] = {}
+    for _, code, _, _, error in rows:
+        key = "error" if code == 0 else str(code)
+        statuses[key] = statuses.get(key, 0) + 1
+    ok = np.array([r[2] for r in rows if r[1] == 200])
+    shed = [r for r in rows if r[1] == 503]
+    shed_latency = np.array([r[2] for r in shed])
+    return StatusBreakdown(
+        mode=mode, level=level, seconds=seconds, requests=len(rows), statuses=dict(sorted(statuses.items())),
+        ok_per_second=round(len(ok) / seconds, 1),
+        p50_ok_ms=_percentile(ok, 50), p99_ok_ms=_percentile(ok, 99),
+        p50_503_ms=_percentile(shed_latency, 50), p99_503_ms=_percentile(shed_latency, 99),
+        first_503_s=round(min(r[0] for r in shed) - start, 2) if shed else None,
+        retry_after_share=round(sum(r[3] for r in shed) / len(shed), 4) if shed else None,
+        errors=sorted({r[4] for r in rows if r[4]})[:5], timeline=_timeline(rows, start, seconds))
+
+
+def _timeline(rows: list[tuple], start: float, seconds: float) -> list[tuple[int, int]]:
+    ok, other = [0] * (int(seconds) + 1), [0] * (int(seconds) + 1)
+    for timestamp, code, *_ in rows:
+        second = min(int(timestamp - start), int(seconds))
+        (ok if code == 200 else other)[second] += 1
+    return list(zip(ok, other))
+
+
+def _percentile(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if len(values) else None
+
+
 def _attack(targets: Path, flags: list[str], mode: str, level: float, seconds: float, timeout_s: float) -> LoadResult:
     binary = vegeta()
-    attack = subprocess.Popen([str(binary), "attack", "-format=json", f"-targets={targets}", f"-duration={seconds}s",
-                               f"-timeout={timeout_s}s", "-keepalive", *flags], stdout=subprocess.PIPE)
+    attack = subprocess.Popen(["nice", "-n", str(NICENESS), str(binary), "attack", "-format=json",
+                               f"-targets={targets}", f"-duration={seconds}s", f"-timeout={timeout_s}s", "-keepalive",
+                               *flags], stdout=subprocess.PIPE)
     report = subprocess.run([str(binary), "report", "-type=json"], stdin=attack.stdout, capture_output=True,
                             check=True, timeout=seconds + timeout_s + 60)
     attack.wait(timeout=60)

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench import cold_start, loadgen, peers_env, report
+from bench import cold_start, loadgen, peers_env, report, servers
 from bench.loadgen import LoadResult, Target
 from recsys.artifact_store import ModelStore
 from recsys.features import Vocabulary
@@ -129,12 +128,15 @@ def in_process_limit(model_dir: Path, bodies: list[dict]) -> dict:
 
 
 def run_system(system: System, bodies: list[dict], seconds: float) -> dict:
-    with open(RAW / f"{system.name}.log", "w") as server_log:
-        process = subprocess.Popen(system.command, cwd=ROOT, env={**os.environ, **system.env}, stdout=server_log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+    log_path = RAW / f"{system.name}.log"
+    # Ray runs its replicas at nice 15 on its own; peers are started there too.
+    start = servers.start if system.name in report.OURS else servers.start_peer
+    process = start(system.command, ROOT, log_path, system.env)
     started = time.monotonic()
     try:
-        _wait_ready(system, process, bodies[0])
+        servers.wait_ready(system.name, process, lambda: httpx.get(system.ready_url, timeout=5).status_code == 200
+                           and httpx.post(system.single_url, json=system.wrap_single(bodies[0]),
+                                          timeout=10).status_code == 200, log_path)
         startup = time.monotonic() - started
         log.info("%s ready after %.1f s", system.name, startup)
         single = loadgen.write_targets([Target(system.single_url, system.wrap_single(b)) for b in bodies],
@@ -171,38 +173,7 @@ def run_system(system: System, bodies: list[dict], seconds: float) -> dict:
                 _log(system.name, f"b×{rows}", result)
         return results
     finally:
-        _stop(process)
-
-
-def _wait_ready(system: System, process: subprocess.Popen, body: dict, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{system.name} exited with {process.returncode}; see {RAW / (system.name + '.log')}")
-        try:
-            if httpx.get(system.ready_url, timeout=5).status_code == 200 and \
-                    httpx.post(system.single_url, json=system.wrap_single(body), timeout=10).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"{system.name} not ready in {timeout:.0f} s")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """SIGINT first (serve run shuts Serve and its Ray down on it), then SIGTERM, then SIGKILL, to the group."""
-    for sig, wait in ((signal.SIGINT, 60), (signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        if process.poll() is not None:
-            break
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            continue
-    time.sleep(3)  # let ports close before the next system starts
+        servers.stop(process)
 
 
 def _start_profile(system: System, label: str, seconds: float) -> tuple[subprocess.Popen, Path] | None:

@@ -58,9 +58,12 @@ def main() -> None:
             for workers in args.workers:
                 config = base.model_copy(update={"num_workers": workers})
                 log.info("training %d epochs with %d worker(s)", args.epochs, workers)
+                # Every epoch's checkpoint kept: Ray Train reports only kept checkpoints' metrics afterwards.
                 result = make_trainer(config, data, loop_config(config, data, vocabulary),
-                                      run_name=f"bench-{workers}-workers").fit()
+                                      run_name=f"bench-{workers}-workers", keep_checkpoints=None).fit()
                 per_epoch = sorted((m["epoch"], m["examples_per_second"]) for _, m in result.best_checkpoints)
+                if len(per_epoch) != args.epochs:
+                    raise RuntimeError(f"metrics of {len(per_epoch)} of {args.epochs} epochs came back")
                 steady = [eps for epoch, eps in per_epoch if epoch > 1]
                 runs.append({"workers": workers, "global_batch_size": config.hyperparameters.batch_size,
                              "examples_per_second": statistics.median(steady),

@@ -60,15 +60,18 @@ def _deploy(env, args) -> int:
     problems = validate_manifests(objects, CrdSchemas.from_cluster(kube.api_client), env.kubernetes_version)
     if problems:
         raise ManifestInvalid(problems)
+    generation = None
     for obj in objects:
         if obj["kind"] == RAY_JOB.kind:
             continue  # training runs on demand: submit-training
-        kube.apply(obj)
+        applied = kube.apply(obj)
+        if obj["kind"] == RAY_SERVICE.kind:
+            generation = applied.get("metadata", {}).get("generation")
         print(f"applied {obj['kind']}/{obj['metadata']['name']}")
         if obj["kind"] == "Namespace" and kube.ensure_secret(env.ray_auth_secret, env.namespace, "auth_token"):
             print(f"created Secret/{env.ray_auth_secret} with a new Ray auth token")
     if args.wait:
-        status = kube.wait(RAY_SERVICE, env.name, env.namespace, lambda s: s.ready, args.wait,
+        status = kube.wait(RAY_SERVICE, env.name, env.namespace, lambda s: s.live(generation), args.wait,
                            on_change=lambda s: print(f"RayService/{env.name}: {s.summary()}", flush=True))
         print(f"RayService/{env.name}: {status.summary()}")
     return 0
@@ -157,7 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--crd-dir", help="KubeRay CRDs directory (default: $KUBERAY_CRD_DIR)")
     source.add_argument("--from-cluster", action="store_true", help="use the CRDs installed in the cluster")
     deploy = command("deploy", _deploy, "validate and apply", commit=True, model=True)
-    deploy.add_argument("--wait", type=float, metavar="SECONDS", help="wait for the RayService to be Ready")
+    deploy.add_argument("--wait", type=float, metavar="SECONDS",
+                        help="wait until the applied RayService spec serves (reconciled, no pending cluster, apps RUNNING)")
     command("status", _status, "show the resources' status")
     submit = command("submit-training", _submit_training, "start a training RayJob", commit=True)
     submit.add_argument("--wait", type=float, metavar="SECONDS", help="follow the job until it finishes")

@@ -2,7 +2,8 @@
 
 KubeRay resources go through ``CustomObjectsApi`` (group ``ray.io``, version ``v1``); the few built-in kinds the
 manifests hold go through their typed APIs. Writes are server-side apply (``application/apply-patch+yaml`` with a
-field manager), so ``deploy`` is idempotent and shows conflicts with other managers instead of overwriting them.
+field manager), so ``deploy`` is idempotent; it forces ownership of the fields it sets (``force: true``), as a
+deploy tool that is the source of truth for them should, taking them over from any other manager.
 Every API failure surfaces as one :class:`~cluster.errors.KubeApiError` line carrying the server's message.
 """
 
@@ -59,8 +60,10 @@ class KubeRayClient:
         kind = KINDS.get(obj["kind"])
         action = f"apply {obj['kind']}/{name}"
         if kind is not None:
-            return self._call(action, self._custom.patch_namespaced_custom_object, kind.group, kind.version,
-                              namespace, kind.plural, name, **common)
+            applied = self._call(action, self._custom.patch_namespaced_custom_object, kind.group, kind.version,
+                                 namespace, kind.plural, name, **common)
+            # The generated client gives a body only for 200; an apply that creates the object answers 201.
+            return applied if applied is not None else self.get(kind, name, namespace)
         if obj["kind"] == "Namespace":
             result = self._call(action, self._core.patch_namespace, name, **common)
         elif obj["kind"] == "ConfigMap":

@@ -10,14 +10,17 @@ never rendered.
 from __future__ import annotations
 
 import copy
+from pathlib import PurePosixPath
 
 import yaml
 
 from cluster.environments import ROOT, Environment, Pods, WorkerGroup
 from cluster.resources import RAY_CLUSTER, RAY_JOB, RAY_SERVICE
 from recsys.errors import ConfigError
+from serve_apps.core.ingress import haproxy_environment
 
 HADOOP_CONF_DIR = "/etc/hadoop/conf"
+PROJECT_DIR = PurePosixPath("/home/ray/travel-recsys")  # where the Dockerfile puts this project in the image
 MODEL_CACHE_DIR = "/var/cache/recsys-models"
 RAY_UID, RAY_GID = 1000, 100  # the `ray` user of the rayproject images
 PART_OF = "travel-recsys"
@@ -96,14 +99,18 @@ def network_policy(env: Environment) -> dict:
 
 def ray_service(env: Environment, model_version: str | None = None) -> dict:
     serving = env.serving
+    config = serve_config(env, model_version)
+    # HAProxy direct ingress through the project's wrapper, which bounds HAProxy's queue with the limits the Serve
+    # config sets (README, Reliability); its stats and metrics listeners stay on the pod's interfaces.
+    haproxy = haproxy_environment(config, loopback=False, wrapper=PROJECT_DIR / "serve_apps" / "haproxy_wrapper.py")
     spec = {
-        "serveConfigV2": yaml.safe_dump(serve_config(env, model_version), sort_keys=False),
+        "serveConfigV2": yaml.safe_dump(config, sort_keys=False),
         "upgradeStrategy": {"type": serving.upgrade_strategy},
         # Replicas run on workers only (the head advertises no CPUs), so the Serve Service skips the head.
         "excludeHeadPodFromServeSvc": True,
         "rayClusterConfig": _ray_cluster_spec(env, serving.head, serving.workers, "serving",
                                               serve_port=env.serve_port,
-                                              extra_env=[{"name": "RAY_SERVE_ENABLE_HA_PROXY", "value": "1"}]),
+                                              extra_env=[{"name": k, "value": v} for k, v in sorted(haproxy.items())]),
     }
     return {"apiVersion": RAY_SERVICE.api_version, "kind": RAY_SERVICE.kind,
             "metadata": _metadata(env, env.name, "serving"), "spec": spec}

@@ -28,6 +28,8 @@ class ServeApplication(_Status):
 class RayServiceStatus(_Status):
     """``Ready`` is the RayService ``Ready`` condition; ``applications`` are the active cluster's Serve apps."""
 
+    generation: int | None = Field(None, description="metadata.generation: the spec's version")
+    observed_generation: int | None = Field(None, description="the generation the operator last reconciled")
     ready: bool
     reason: str | None
     message: str | None
@@ -51,10 +53,20 @@ class RayServiceStatus(_Status):
                                                 for d, info in (app.get("serveDeploymentStatuses") or {}).items()})
             for name, app in (active.get("applicationStatuses") or {}).items()
         }
-        return cls(ready=bool(ready and ready.status == "True"), reason=ready.reason if ready else None,
+        return cls(generation=(obj.get("metadata") or {}).get("generation"),
+                   observed_generation=status.get("observedGeneration"),
+                   ready=bool(ready and ready.status == "True"), reason=ready.reason if ready else None,
                    message=ready.message if ready else None, upgrading=bool(upgrading and upgrading.status == "True"),
                    applications=applications, active_cluster=active.get("rayClusterName"),
                    pending_cluster=pending.get("rayClusterName"), serve_endpoints=status.get("numServeEndpoints", 0))
+
+    def live(self, generation: int | None) -> bool:
+        """The spec of ``generation`` (what an apply returned) is what serves: the operator has reconciled it, no
+        new cluster is pending (under ``NewCluster`` the old one stays Ready until traffic moves), and every
+        application of the active cluster is RUNNING."""
+        seen = generation is None or (self.observed_generation or 0) >= generation
+        return (seen and self.ready and not self.upgrading and self.pending_cluster is None
+                and bool(self.applications) and all(a.status == "RUNNING" for a in self.applications.values()))
 
     def summary(self) -> str:
         apps = ", ".join(f"{name} {app.status}" for name, app in self.applications.items()) or "no applications"

@@ -256,6 +256,23 @@ def rule_serve_config(obj: dict) -> Iterator[str]:
                f"reach it from outside the container), got {host!r}; set it")
 
 
+def rule_autoscaling_below_concurrency_limit(obj: dict) -> Iterator[str]:
+    # HAProxy sends a replica at most max_ongoing_requests at once and keeps the rest in its own queue, which the
+    # autoscaler does not see: a target at or above that limit is never exceeded, so replicas would never be added.
+    try:
+        config = yaml.safe_load(obj["spec"].get("serveConfigV2") or "") or {}
+    except yaml.YAMLError:
+        return  # rule_serve_config reports it
+    for application in config.get("applications") or []:
+        for deployment in application.get("deployments") or []:
+            target = (deployment.get("autoscaling_config") or {}).get("target_ongoing_requests")
+            limit = deployment.get("max_ongoing_requests")
+            if target is not None and limit is not None and target >= limit:
+                yield (f"spec.serveConfigV2.applications.{application.get('name')}.deployments."
+                       f"{deployment.get('name')}.autoscaling_config.target_ongoing_requests: must be below "
+                       f"max_ongoing_requests ({limit}), got {target}; lower the target or raise the limit")
+
+
 def rule_deletion_delay(obj: dict) -> Iterator[str]:
     delay = obj["spec"].get("rayClusterDeletionDelaySeconds")
     if delay is not None and delay < 0:
@@ -321,7 +338,7 @@ def rule_submitter_security(obj: dict) -> Iterator[str]:
 OBJECT_RULES: dict[str, list[ObjectRule]] = {
     RAY_CLUSTER.kind: [rule_name],
     RAY_SERVICE.kind: [rule_name, rule_upgrade_strategy, rule_head_service_unnamed, rule_serve_config,
-                       rule_deletion_delay],
+                       rule_autoscaling_below_concurrency_limit, rule_deletion_delay],
     RAY_JOB.kind: [rule_name, rule_ttl_needs_shutdown, rule_job_cluster, rule_job_limits, rule_runtime_env,
                    rule_submitter_security],
 }

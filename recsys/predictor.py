@@ -1,7 +1,9 @@
 """A published model loaded with TensorFlow alone and called through its serving signature.
 
 Serving replicas, the training job's held-out evaluation and the benchmark's in-process baseline all predict
-through this class, so they all exercise the artifact exactly as published.
+through :class:`Predictor`, so they all exercise the artifact exactly as published. :class:`DestinationRuntime` is
+what a replica (or a batch job) holds: the predictor plus the history width its manifest records, called on batches
+padded to a few warmed heights.
 """
 
 from __future__ import annotations
@@ -10,11 +12,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pydantic
 import tensorflow as tf
+from pydantic import BaseModel, ConfigDict, Field
 
 from recsys import signature
 from recsys.errors import ModelContractError
 from recsys.features import PAD_CITY
+from recsys.loaded_model import padded_height
+from recsys.manifest import SAVED_MODEL_DIR, Manifest
+
+MAX_K = 100
+
+
+class ServedArchitecture(BaseModel):
+    """What the runtime reads from a manifest's ``model`` section. Required here, although training has defaults:
+    a manifest that does not say how wide a trip its network reads cannot be served correctly."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    history_length: int = Field(ge=1, le=64)
 
 
 class Predictor:
@@ -52,6 +69,43 @@ class Predictor:
                               device_class[i:i + batch_size].tolist(), affiliate_id[i:i + batch_size], k)[0]
                  for i in range(0, len(cities), batch_size)]
         return np.concatenate(parts) if parts else np.zeros((0, k), dtype=np.int64)
+
+
+class DestinationRuntime:
+    """The destination model as serving and batch scoring call it: raw columns in, top-k out, every batch padded
+    to the next warmed height (see :func:`recsys.loaded_model.batch_shapes`) and every trip to the model's width."""
+
+    def __init__(self, predictor: Predictor, history_length: int) -> None:
+        self.predictor = predictor
+        self.history_length = history_length
+
+    @classmethod
+    def open(cls, path: Path, manifest: Manifest) -> DestinationRuntime:
+        """The verified copy of a version at ``path``; the manifest says how wide a trip the network reads."""
+        try:
+            config = ServedArchitecture.model_validate(manifest.model)
+        except pydantic.ValidationError as err:
+            problems = "; ".join(f"model.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise ModelContractError(f"{path}/manifest.json: {problems}") from err
+        return cls(Predictor(path / SAVED_MODEL_DIR), config.history_length)
+
+    def top_k(self, trips: Sequence[Sequence[int]], booker_country: Sequence[str], device_class: Sequence[str],
+              affiliate_id: Sequence[int], k: int, shapes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` city ids and scores, one row per trip; ``affiliate_id`` 0 means unknown."""
+        rows = len(trips)
+        padding = max(padded_height(rows, shapes) - rows, 0)
+        # A fixed width and a few padded heights: the shapes warm-up ran are the only ones the model sees.
+        cities = pad_trips(list(trips) + [[]] * padding, width=self.history_length)
+        affiliates = np.zeros(rows + padding, dtype=np.int64)
+        affiliates[:rows] = affiliate_id
+        ids, scores = self.predictor.predict(cities, list(booker_country) + [""] * padding,
+                                             list(device_class) + [""] * padding, affiliates, k)
+        return ids[:rows], scores[:rows]
+
+    def warm_up(self, shapes: Sequence[int]) -> None:
+        cities = np.ones((max(shapes), self.history_length), dtype=np.int64)
+        for size in shapes:
+            self.predictor.predict(cities[:size], [""] * size, [""] * size, np.zeros(size, np.int64), MAX_K)
 
 
 def pad_trips(trips: Sequence[Sequence[int]], width: int | None = None) -> np.ndarray:

@@ -1,142 +1,126 @@
-"""Next-destination recommendations as a Ray Serve application with a FastAPI ingress.
+"""Next-destination recommendations as a Ray Serve application on the serving core.
 
     serve run configs/serve/local.yaml
     curl -s localhost:8000/destinations/recommend -H 'content-type: application/json' \\
          -d '{"cities": [8183, 15626], "booker_country": "Elbonia", "device_class": "mobile"}'
 
-One deployment, :class:`Destinations`, is both the HTTP ingress and the model holder, so a request costs one hop
-(HAProxy or the Serve proxy, then the replica). A replica loads its model in ``reconfigure`` from the deployment's
-``user_config`` (:class:`~serve_apps.settings.ModelSettings`): fetched from the model store, verified, loaded and
-warmed up before Serve routes it any traffic. Requests from single calls and batch calls meet in one dynamic
-batcher (``@serve.batch``, sized in rows); its batches run on an :class:`~serve_apps.inference_lane.InferenceLane`,
-one model call at a time on a dedicated thread, merging the batches that queued meanwhile, so the event loop keeps
-parsing requests while TensorFlow computes and batches grow with the load.
+What is this model's own: the request and answer bodies, and how a batch of requests becomes one call of the
+destination runtime (:class:`recsys.predictor.DestinationRuntime`) and its output answers. Everything else — loading,
+warm-up, hot swap, batching, isolation of bad rows, statuses, health — is :class:`serve_apps.core.replica.ModelReplica`.
+One deployment is both the HTTP ingress and the model holder, so a request costs one hop (HAProxy or the Serve
+proxy, then the replica).
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route annotations at runtime, and through
 # @serve.ingress it cannot resolve them from strings (the body would become a query parameter).
-import asyncio
+from collections.abc import Sequence
+from typing import Annotated
 
-import ray
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
 
-from serve_apps import gpu
-from serve_apps.api import BatchRequest, BatchResponse, ModelStatus, RecommendRequest, RecommendResponse
-from serve_apps.errors import ModelNotReady, ServingError, status_code
-from serve_apps.inference_lane import InferenceLane
-from serve_apps.model_slot import ModelSlot, batch_shapes
-from serve_apps.settings import ModelSettings, ReplicaOptions
+from recsys.loaded_model import LoadedModel
+from recsys.predictor import DestinationRuntime
+from serve_apps.core.errors import documented_responses
+from serve_apps.core.replica import ModelReplica, model_api
+from serve_apps.core.settings import ReplicaOptions
+from serve_apps.core.status import ModelStatus
 
-api = FastAPI(
-    title="Destination recommendations",
-    version="1",
-    description="Next destinations for a trip in progress, from the model published to the model store.",
-)
-
-
-@api.exception_handler(ServingError)
-async def _serving_error(_: Request, error: ServingError) -> JSONResponse:
-    code = status_code(error)
-    headers = {"Retry-After": "1"} if code == 503 else None
-    return JSONResponse({"detail": str(error)}, status_code=code, headers=headers)
+MAX_BATCH_REQUESTS = 1024
+MAX_TRIP_CITIES = 200  # the model reads the last few; longer bodies are a client bug or abuse
+# JSON's interoperable integer range (RFC 7493): beyond it, parsers that read numbers as doubles (JavaScript, most
+# JSON Schema validators) see different values than we do. It fits the model's int64 inputs.
+MAX_ID = 2**53 - 1
 
 
-def _rows(chunks: list[list[RecommendRequest]]) -> int:
-    return sum(len(chunk) for chunk in chunks)
+def _json_integer(value: object) -> object:
+    """JSON Schema's integers: 3 and 3.0, not true or "3" (pydantic's lax mode takes those too)."""
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(f"must be an integer, got {value!r}")
+    return value
 
 
-def _cap_gpu_memory(options: ReplicaOptions) -> None:
-    # Defined above the deployment: @serve.ingress pickles the class while this module is still loading.
-    fraction = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
-    gpu_ids = ray.get_gpu_ids()
-    if fraction <= 0 or not gpu_ids:
-        return
-    card = options.gpu_memory_mib or gpu.card_memory_mib(str(gpu_ids[0]))
-    gpu.cap_tensorflow_memory(fraction, card, options.gpu_context_mib)
+def _utf8(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"must be valid UTF-8 text, got a lone surrogate at position {err.start}") from None
+    return value
+
+
+# Constraints before the validator, or the OpenAPI document loses them.
+Id = Annotated[int, Field(ge=0, le=MAX_ID), BeforeValidator(_json_integer)]
+Text = Annotated[str, Field(strict=True, max_length=100), AfterValidator(_utf8)]
+
+
+class RecommendRequest(BaseModel):
+    """One visitor's trip so far and booking context."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"cities": [8183, 15626, 60902], "booker_country": "Elbonia", "device_class": "mobile", "k": 4}]})
+
+    cities: list[Id] = Field(min_length=1, max_length=MAX_TRIP_CITIES,
+                             description="city ids of the trip so far, oldest first; unknown ids are allowed")
+    booker_country: Text
+    device_class: Text
+    affiliate_id: Id | None = None
+    k: Annotated[int, Field(ge=1, le=100, description="how many cities to return"),
+                 BeforeValidator(_json_integer)] = 4
+
+
+class RecommendResponse(BaseModel):
+    cities: list[int] = Field(description="recommended next cities, best first")
+    scores: list[float] = Field(description="their probabilities")
+    model_version: str = Field(description="the model version that produced this answer")
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    requests: list[RecommendRequest] = Field(min_length=1, max_length=MAX_BATCH_REQUESTS)
+
+
+class BatchResponse(BaseModel):
+    results: list[RecommendResponse] = Field(description="one result per request, in the same order")
+
+
+api = model_api(title="Destination recommendations",
+                description="Next destinations for a trip in progress, from the model published to the model store.",
+                max_body_bytes=8 << 20)
+ERRORS = documented_responses(400, 413, 415, 500, 503)
 
 
 @serve.deployment(name="Destinations", max_ongoing_requests=128)
 @serve.ingress(api)
-class Destinations:
+class Destinations(ModelReplica[DestinationRuntime, RecommendRequest, RecommendResponse]):
     def __init__(self, options: ReplicaOptions) -> None:
-        self._options = options
-        _cap_gpu_memory(options)
-        self._slot = ModelSlot(options)
-        self._settings: ModelSettings | None = None
-        self._shapes: list[int] = []  # shapes and the lane's row limit follow the user_config (reconfigure)
-        self._lane: InferenceLane[RecommendRequest, RecommendResponse] = InferenceLane(self._predict, max_rows=1)
+        super().__init__(api, options, DestinationRuntime.open)
 
-    async def reconfigure(self, user_config: dict) -> None:
-        settings = ModelSettings.model_validate(user_config)
-        await self._slot.apply(settings)
-        self._shapes = batch_shapes(settings.max_batch_size)
-        self._lane.max_rows = settings.max_batch_size
-        self._infer.set_max_batch_size(settings.max_batch_size)
-        self._infer.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
-        self._settings = settings
-
-    def check_health(self) -> None:
-        if self._slot.current is None:
-            raise ModelNotReady("no model loaded")
-
-    @api.post("/recommend", response_model=RecommendResponse)
+    @api.post("/recommend", response_model=RecommendResponse, responses=ERRORS)
     async def recommend(self, request: RecommendRequest) -> RecommendResponse:
         """Next destinations for one trip."""
-        [answer] = await self._infer([request])
+        [answer] = await self.infer([request])
         return answer
 
-    @api.post("/recommend/batch", response_model=BatchResponse)
+    @api.post("/recommend/batch", response_model=BatchResponse, responses=ERRORS)
     async def recommend_batch(self, batch: BatchRequest) -> BatchResponse:
         """Next destinations for many trips in one call, answered in the same order."""
-        size = self._settings.max_batch_size if self._settings else len(batch.requests)
-        chunks = [batch.requests[i:i + size] for i in range(0, len(batch.requests), size)]
-        parts = await asyncio.gather(*(self._infer(chunk) for chunk in chunks))
-        return BatchResponse(results=[answer for part in parts for answer in part])
+        return BatchResponse(results=await self.infer(batch.requests))
 
     @api.get("/model", response_model=ModelStatus)
     async def model(self) -> ModelStatus:
         """The version this replica serves, its manifest summary, load time, and the last load error."""
-        current, settings = self._slot.current, self._settings
-        manifest = current.manifest if current else None
-        return ModelStatus(
-            model_uri=current.model_uri if current else None,
-            version=current.version if current else None,
-            loaded_at=current.loaded_at if current else None,
-            load_seconds=round(current.load_seconds, 3) if current else None,
-            manifest=manifest.model_dump(mode="json", include={"created_at", "git_commit", "metrics",
-                                                               "vocabulary_sizes", "model", "frameworks"})
-            if manifest else None,
-            loading_version=self._slot.loading_version,
-            last_load_error=self._slot.last_error,
-            max_batch_size=settings.max_batch_size if settings else 0,
-            batch_wait_timeout_s=settings.batch_wait_timeout_s if settings else 0.0,
-        )
+        return self.status()
 
-    # Sizes are replaced by the user_config's in reconfigure, before any traffic. Batches go to the lane as soon
-    # as they form (Ray's default of one batch at a time would leave the lane nothing to merge).
-    @serve.batch(max_batch_size=1024, batch_wait_timeout_s=0.001, batch_size_fn=_rows, max_concurrent_batches=128)
-    async def _infer(self, chunks: list[list[RecommendRequest]]) -> list[list[RecommendResponse]]:
-        answers = await self._lane.run([query for chunk in chunks for query in chunk])
-        results, start = [], 0
-        for chunk in chunks:
-            results.append(answers[start:start + len(chunk)])
-            start += len(chunk)
-        return results
-
-    def _predict(self, queries: list[RecommendRequest]) -> list[RecommendResponse]:
-        """One model call, on the lane's thread."""
-        model = self._slot.current  # one version for the whole call, even if a swap lands meanwhile
-        if model is None:
-            raise ModelNotReady("no model loaded")
-        return [RecommendResponse(cities=cities, scores=scores, model_version=model.version)
-                for cities, scores in model.recommend(queries, self._shapes)]
-
-    async def __del__(self) -> None:
-        await self._slot.close()
-        self._lane.close()
+    def predict(self, model: LoadedModel[DestinationRuntime], queries: Sequence[RecommendRequest],
+                shapes: Sequence[int]) -> list[RecommendResponse]:
+        ids, scores = model.runtime.top_k([q.cities for q in queries], [q.booker_country for q in queries],
+                                          [q.device_class for q in queries], [q.affiliate_id or 0 for q in queries],
+                                          max(q.k for q in queries), shapes)
+        ids, scores = ids.tolist(), scores.tolist()  # one conversion, not one per row
+        return [RecommendResponse(cities=ids[i][: q.k], scores=scores[i][: q.k], model_version=model.version)
+                for i, q in enumerate(queries)]
 
 
 def app(args: dict) -> Application:

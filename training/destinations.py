@@ -150,8 +150,10 @@ def loop_config(config: TrainConfig, data: TrainingData, vocabulary: Vocabulary)
                       threads=max(1, int(config.cpus_per_worker)), seed=config.seed)
 
 
-def make_trainer(config: TrainConfig, data: TrainingData, loop: LoopConfig, run_name: str) -> TensorflowTrainer:
-    """The Ray Train trainer for ``config``: workers, checkpoint storage, failure handling, datasets."""
+def make_trainer(config: TrainConfig, data: TrainingData, loop: LoopConfig, run_name: str,
+                 keep_checkpoints: int | None = 2) -> TensorflowTrainer:
+    """The Ray Train trainer for ``config``: workers, checkpoint storage (the best ``keep_checkpoints`` by
+    validation accuracy, or all), failure handling, datasets."""
     fs, storage_path = filesystem.resolve(config.checkpoint_uri)
     resources = {"CPU": config.cpus_per_worker, **({"GPU": 1} if config.use_gpu else {})}
     return TensorflowTrainer(
@@ -163,7 +165,7 @@ def make_trainer(config: TrainConfig, data: TrainingData, loop: LoopConfig, run_
             name=run_name,
             storage_path=storage_path,
             storage_filesystem=filesystem.to_pyarrow(fs),
-            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=METRIC,
+            checkpoint_config=CheckpointConfig(num_to_keep=keep_checkpoints, checkpoint_score_attribute=METRIC,
                                                checkpoint_score_order="max"),
             failure_config=FailureConfig(max_failures=config.max_failures),
             worker_runtime_env={"env_vars": _WORKER_ENV},

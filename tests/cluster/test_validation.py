@@ -165,6 +165,11 @@ OBJECT_CASES = [
      lambda o: o["spec"].update(serveConfigV2=o["spec"]["serveConfigV2"].replace("host: 0.0.0.0", "host: 127.0.0.1")),
      "spec.serveConfigV2.http_options.host: must be 0.0.0.0 in a pod (the Serve Service and probes reach it from "
      "outside the container), got '127.0.0.1'; set it"),
+    ("autoscaling-below-limit", "RayService", validation.rule_autoscaling_below_concurrency_limit,
+     lambda o: o["spec"].update(serveConfigV2=o["spec"]["serveConfigV2"].replace(
+         "target_ongoing_requests: 32", "target_ongoing_requests: 64")),
+     "spec.serveConfigV2.applications.destinations.deployments.Destinations.autoscaling_config."
+     "target_ongoing_requests: must be below max_ongoing_requests (64), got 64; lower the target or raise the limit"),
     ("deletion-delay", "RayService", validation.rule_deletion_delay,
      lambda o: o["spec"].update(rayClusterDeletionDelaySeconds=-5),
      "spec.rayClusterDeletionDelaySeconds: must be non-negative, got -5; use 0 or more"),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -162,29 +164,52 @@ def test_batching_settings_change_at_run_time(serve_cluster, serving_store):
 
 
 GOOD = {"cities": [1, 2, 3], "booker_country": "Elbonia", "device_class": "mobile"}
+TOO_BIG = 99999999999999999999  # beyond int64, let alone JSON's safe integers
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ('{"cities": [1, 2', "body"),
-    ({**GOOD, "cities": []}, "cities"),
-    ({**GOOD, "cities": ["Paris"]}, "cities"),
-    ({**GOOD, "k": 0}, "k"),
-    ({**GOOD, "k": 101}, "k"),
-    ({**GOOD, "affiliate_id": -1}, "affiliate_id"),
-    ({"cities": [1]}, "booker_country"),
-    ({**GOOD, "colour": "red"}, "colour"),
-    ({"requests": [GOOD] * 1025}, "requests"),
-    ({"requests": []}, "requests"),
-], ids=["malformed-json", "empty-cities", "wrong-type", "k-zero", "k-too-big", "negative-affiliate",
-        "missing-field", "unknown-field", "batch-too-big", "batch-empty"])
-def test_bad_input_gets_422_naming_the_field(serve_cluster, serving_store, body, field):
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ('{"cities": [1, 2', 400, "body"),
+    ({**GOOD, "cities": []}, 422, "cities"),
+    ({**GOOD, "cities": ["Paris"]}, 422, "cities"),
+    ({**GOOD, "cities": [True]}, 422, "cities"),
+    ({**GOOD, "cities": [1.5]}, 422, "cities"),
+    ({**GOOD, "cities": [TOO_BIG]}, 422, "cities"),
+    ({**GOOD, "affiliate_id": TOO_BIG}, 422, "affiliate_id"),
+    ({**GOOD, "affiliate_id": False}, 422, "affiliate_id"),
+    ({**GOOD, "affiliate_id": -1}, 422, "affiliate_id"),
+    ('{"cities": [1], "booker_country": "\\ud800", "device_class": "mobile"}', 422, "booker_country"),
+    ({**GOOD, "k": 0}, 422, "k"),
+    ({**GOOD, "k": 101}, 422, "k"),
+    ({**GOOD, "k": "4"}, 422, "k"),
+    ({"cities": [1]}, 422, "booker_country"),
+    ({**GOOD, "colour": "red"}, 422, "colour"),
+    ({"requests": [GOOD] * 1025}, 422, "requests"),
+    ({"requests": []}, 422, "requests"),
+    ({"requests": [GOOD, {**GOOD, "cities": [TOO_BIG]}]}, 422, "cities"),
+], ids=["malformed-json", "empty-cities", "wrong-type", "bool-for-int", "fraction", "id-beyond-int64",
+        "affiliate-beyond-int64", "bool-affiliate", "negative-affiliate", "lone-surrogate", "k-zero", "k-too-big",
+        "k-as-text", "missing-field", "unknown-field", "batch-too-big", "batch-empty", "one-bad-row-in-a-batch"])
+def test_bad_input_gets_4xx_naming_the_field(serve_cluster, serving_store, body, status, field):
     deploy_version(serve_cluster, serving_store.uri, serving_store.good)
     path = "/recommend/batch" if isinstance(body, dict) and "requests" in body else "/recommend"
     kwargs = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, str) \
         else {"json": body}
     response = httpx.post(f"{serve_cluster.url}{path}", timeout=30, **kwargs)
-    assert response.status_code == 422
+    assert response.status_code == status
     assert any(field in (str(part) for part in error["loc"]) for error in response.json()["detail"])
+
+
+@pytest.mark.parametrize(("content", "content_type", "status"), [
+    (bytes(range(256)) * 4, "application/octet-stream", 415),
+    (b'{"cities": [1], "booker_country": "x", "device_class": "y"}', "text/plain", 415),
+    (bytes(range(256)) * 4, "application/json", 400),
+    (b"x" * (9 << 20), "application/json", 413),
+], ids=["binary-as-octet-stream", "json-as-text", "binary-as-json", "over-8-mib"])
+def test_bodies_it_cannot_read_get_4xx_not_5xx(serve_cluster, serving_store, content, content_type, status):
+    deploy_version(serve_cluster, serving_store.uri, serving_store.good)
+    response = httpx.post(f"{serve_cluster.url}/recommend", content=content, timeout=30,
+                          headers={"content-type": content_type})
+    assert response.status_code == status
 
 
 def test_unknown_cities_countries_and_devices_are_answered(serve_cluster, serving_store):
@@ -211,3 +236,17 @@ def test_haproxy_listens_on_loopback_only(serve_cluster, serving_store):
     haproxy = [line.split()[3] for line in sockets if '"haproxy"' in line]
     assert haproxy, "HAProxy is running"
     assert all(address.startswith("127.0.0.1:") for address in haproxy), haproxy
+
+
+def test_schemathesis_finds_no_failure_of_its_default_checks(serve_cluster, serving_store, tmp_path):
+    """Schema-driven fuzzing of every endpoint against the served OpenAPI document: no 5xx, no schema-violating
+    request accepted, no valid one refused, every status and header documented, every body as documented."""
+    deploy_version(serve_cluster, serving_store.uri, serving_store.good)
+    report = tmp_path / "junit.xml"
+    result = subprocess.run([str(Path(sys.executable).parent / "schemathesis"), "run",
+                             f"{serve_cluster.url}/openapi.json", "--url", serve_cluster.url, "--seed", "7",
+                             "--max-examples", "200", "--report", "junit", "--report-junit-path", str(report)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-8000:]
+    assert "No issues found" in result.stdout
+    assert 'failures="0"' in report.read_text() and 'errors="0"' in report.read_text()

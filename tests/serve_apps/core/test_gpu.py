@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import tensorflow as tf
 
-from serve_apps import gpu
+from serve_apps.core import gpu
 
 
 @pytest.mark.parametrize(("fraction", "card", "context", "expected"), [

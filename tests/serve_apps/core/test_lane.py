@@ -1,13 +1,15 @@
-"""The inference lane: one call at a time, merging what waits, errors to the callers they belong to."""
+"""The inference lane: one call at a time, merging what waits, errors only to the callers they belong to."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
-from serve_apps.inference_lane import InferenceLane
+from serve_apps.core.errors import Overloaded
+from serve_apps.core.lane import InferenceLane
 
 
 class Model:
@@ -63,22 +65,25 @@ def test_calls_that_wait_behind_a_busy_model_are_merged_up_to_max_rows():
     assert model.calls == [[1], [2, 3, 4, 5], [6, 7]]  # 4 rows fit one call; [6, 7] would make 6
 
 
-def test_an_error_reaches_only_the_callers_of_that_call_and_the_lane_goes_on():
+def test_a_failing_call_is_split_until_only_the_caller_whose_rows_fail_gets_the_error():
     model = Model()
 
     async def scenario():
-        lane, first = await busy(model, max_rows=2)
+        lane, first = await busy(model, max_rows=8)
+        good = [asyncio.create_task(lane.run(items)) for items in ([2], [3])]
         bad = asyncio.create_task(lane.run([-1, 5]))
-        good = asyncio.create_task(lane.run([3]))
+        after = asyncio.create_task(lane.run([4]))
         await asyncio.sleep(0.05)
         model.release.set()
         assert await first == [2]
         with pytest.raises(ValueError, match="bad input"):
             await bad
-        assert await good == [6]
-        assert await lane.run([4]) == [8]
+        assert [await task for task in good] == [[4], [6]]
+        assert await after == [8]
+        assert await lane.run([7]) == [14]  # and the lane goes on
     asyncio.run(scenario())
-    assert model.calls == [[1], [-1, 5], [3], [4]]
+    # The merged call fails; its halves run again until the failing caller is alone.
+    assert model.calls == [[1], [2, 3, -1, 5, 4], [2, 3], [-1, 5, 4], [-1, 5], [4], [7]]
 
 
 def test_a_cancelled_caller_is_left_out_of_the_next_call():
@@ -94,3 +99,21 @@ def test_a_cancelled_caller_is_left_out_of_the_next_call():
         assert await first == [2] and await kept == [6]
     asyncio.run(scenario())
     assert model.calls == [[1], [3]]
+
+
+def test_rows_still_waiting_past_their_deadline_never_join_a_call():
+    model = Model()
+
+    async def scenario():
+        lane, first = await busy(model, max_rows=8)
+        late = asyncio.create_task(lane.run([2], deadline=time.time() + 0.02))
+        in_time = asyncio.create_task(lane.run([3], deadline=time.time() + 60))
+        unbounded = asyncio.create_task(lane.run([4]))
+        await asyncio.sleep(0.1)  # the first call is still running: [2] misses its deadline
+        model.release.set()
+        assert await first == [2]
+        with pytest.raises(Overloaded, match="past its queueing budget"):
+            await late
+        assert await in_time == [6] and await unbounded == [8]
+    asyncio.run(scenario())
+    assert model.calls == [[1], [3, 4]]

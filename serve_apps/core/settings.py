@@ -1,19 +1,16 @@
-"""Settings of the destinations deployment.
+"""Settings every model deployment takes, whatever the model.
 
-:class:`ModelSettings` is the deployment's ``user_config``: Serve hands it to ``reconfigure`` on start and on every
-change (``serve deploy``, a RayService ``serveConfigV2`` edit), so the model version and the batching knobs
-change without restarting replicas. :class:`ReplicaOptions` are the application's ``args``: fixed for a
-replica's life.
+:class:`ModelSettings` is a deployment's ``user_config``: Serve hands it to ``reconfigure`` on start and on every
+change (``serve deploy``, a RayService ``serveConfigV2`` edit), so the model version and the batching knobs change
+without restarting replicas. :class:`ReplicaOptions` are the application's ``args``: fixed for a replica's life.
 """
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from recsys.artifact_store import LATEST
+from recsys.loaded_model import LoadOptions, split_model_uri
 from recsys.manifest import check_name
 
 
@@ -21,14 +18,17 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_uri: str = Field(min_length=1, description="model store URI and model name, e.g. hdfs://nn:8020/models/destinations")
-    model_version: str = Field(LATEST, description="a published version, or 'latest' (resolved when a replica loads)")
+    model_version: str = Field(LATEST, description="a published version, or 'latest' (the store's LATEST file, "
+                                                   "re-read every latest_poll_s)")
+    latest_poll_s: float = Field(30.0, gt=0, le=86_400, description="how often replicas re-read LATEST (and retry a "
+                                                                     "version that failed to load for a passing reason)")
     max_batch_size: int = Field(1024, ge=1, le=1024, description="rows per model call")
     batch_wait_timeout_s: float = Field(0.001, ge=0, le=1, description="how long a batch waits to fill")
 
     @field_validator("model_uri")
     @classmethod
     def _has_model_name(cls, value: str) -> str:
-        check_name("model name (last segment of model_uri)", value.rstrip("/").rsplit("/", 1)[-1])
+        check_name("model name (last segment of model_uri)", split_model_uri(value)[1])
         return value.rstrip("/")
 
     @field_validator("model_version")
@@ -38,22 +38,19 @@ class ModelSettings(BaseModel):
 
     @property
     def store_uri(self) -> str:
-        return self.model_uri.rsplit("/", 1)[0] if "/" in self.model_uri else "."
+        return split_model_uri(self.model_uri)[0]
 
     @property
     def model_name(self) -> str:
-        return self.model_uri.rsplit("/", 1)[-1]
+        return split_model_uri(self.model_uri)[1]
 
 
-class ReplicaOptions(BaseModel):
+class ReplicaOptions(LoadOptions):
     """The application's ``args`` in a Serve config file."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cache_dir: Path = Field(Path(tempfile.gettempdir()) / "recsys-model-cache",
-                            description="local copies of fetched versions, reused while their checksums match")
-    load_attempts: int = Field(30, ge=1, description="tries to reach an unreachable store before giving up")
-    load_backoff_s: float = Field(1.0, gt=0, description="first wait between tries; doubles each time")
-    load_max_backoff_s: float = Field(30.0, gt=0)
     gpu_memory_mib: int | None = Field(None, gt=0, description="memory of one GPU; probed with nvidia-smi if unset")
     gpu_context_mib: int = Field(512, ge=0, description="per-process CUDA overhead outside TensorFlow's allocator")
+    queue_budget_ms: int = Field(100, ge=1, le=60_000, description="longest a request may wait before a replica "
+                                                                    "takes it up; later: 503 with Retry-After")

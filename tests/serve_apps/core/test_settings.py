@@ -5,7 +5,7 @@ import yaml
 from pydantic import ValidationError
 from ray.serve.schema import ServeDeploySchema
 
-from serve_apps.settings import ModelSettings, ReplicaOptions
+from serve_apps.core.settings import ModelSettings, ReplicaOptions
 from tests.support import ROOT
 
 

@@ -1,0 +1,315 @@
+"""Reliability benchmark: the served destination model under bad input, overload and faults, as `make run` serves it.
+
+    python -m bench.reliability            (make bench-reliability; about 8 minutes on 2 cores)
+
+One server (configs/serve/local.yaml through serve_apps.local: HAProxy direct ingress, 1-2 autoscaled replicas),
+pointed at a copy of the local model in a store of its own, and one load generator (vegeta, bench/loadgen.py):
+
+1. capacity: 16 closed-loop clients;
+2. poison mix: 4 clients sending an id beyond int64 beside 16 sending valid trips (the valid ones must all be 200);
+3. overload: open loop at 2x and 10x the capacity, and 1,500 closed-loop clients that retry at once: the share of
+   200 / 503 / errors, p50 and p99 of the 200s and of the 503s, time to the first 503, Retry-After on the 503s;
+4. autoscaling: how long 2x overload takes to bring the second replica;
+5. replica SIGKILL under 16 clients: failed requests, seconds until a replacement replica takes traffic;
+6. hot swap under 16 clients: a new version published as LATEST; failed requests (must be 0), seconds until every
+   replica answers with it.
+
+Results go to bench/results/reliability.{json,md,png}; the server's log to bench/results/raw/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from bench import loadgen, servers
+from bench.loadgen import StatusBreakdown, Target
+from bench.serving import request_bodies
+from recsys.artifact_store import ModelStore
+from recsys.features import Vocabulary
+from recsys.manifest import VOCABULARY_FILE
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+RAW = RESULTS / "raw"
+WORK = ROOT / ".data" / "bench" / "reliability"
+LOCAL_STORE, MODEL = ROOT / ".data" / "models", "destinations"
+URL = "http://127.0.0.1:8000/destinations"
+REPLICA_PROCESS = "ServeReplica:destinations:Destinations"
+log = logging.getLogger("bench.reliability")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10, help="length of each load point")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    RAW.mkdir(parents=True, exist_ok=True)
+    store, versions = _bench_store()
+    config = _config(store)
+    vocabulary = Vocabulary.model_validate_json(store.read_file(MODEL, versions[0], VOCABULARY_FILE))
+    bodies = request_bodies(vocabulary)
+    good = loadgen.write_targets([Target(f"{URL}/recommend", b) for b in bodies], WORK / "good.targets")
+    bad = loadgen.write_targets([Target(f"{URL}/recommend", {**b, "cities": [99999999999999999999]})
+                                 for b in bodies[:16]], WORK / "bad.targets")
+    log_path = RAW / "reliability-server.log"
+    process = servers.start([sys.executable, "-m", "serve_apps.local", str(config)], ROOT, log_path)
+    try:
+        servers.wait_ready("serve", process, lambda: httpx.post(f"{URL}/recommend", json=bodies[0],
+                                                                timeout=10).status_code == 200, log_path)
+        loadgen.closed_loop(good, 16, 5)  # warm connections and caches
+        results = run(good, bad, store, versions, args.seconds)
+    finally:
+        servers.stop(process)
+    serve_config = yaml.safe_load(config.read_text())["applications"][0]
+    summary = {
+        "benchmark": "reliability",
+        "ran_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "config": {"queue_budget_ms": serve_config["args"]["queue_budget_ms"],
+                   **{k: serve_config["deployments"][0][k] for k in ("max_ongoing_requests", "max_queued_requests")},
+                   "target_ongoing_requests": serve_config["deployments"][0]["autoscaling_config"]
+                   ["target_ongoing_requests"]},
+        **results,
+    }
+    (RESULTS / "reliability.json").write_text(json.dumps(summary, indent=2))
+    (RESULTS / "reliability.md").write_text(markdown(summary))
+    plot(summary, RESULTS / "reliability.png")
+    print(markdown(summary))
+
+
+def run(good: Path, bad: Path, store: ModelStore, versions: list[str], seconds: float) -> dict:
+    capacity = loadgen.breakdown(good, "closed", 16, seconds)
+    log.info("capacity: %.0f req/s at 16 clients", capacity.ok_per_second)
+
+    poison = _together(lambda: loadgen.breakdown(good, "closed", 16, seconds),
+                       lambda: loadgen.breakdown(bad, "closed", 4, seconds))
+    log.info("poison mix: valid %s, bad %s", poison[0].statuses, poison[1].statuses)
+
+    overload = {}
+    for label, mode, level in (("2x", "open", 2 * capacity.ok_per_second),
+                               ("10x", "open", 10 * capacity.ok_per_second),
+                               ("1500 clients", "closed", 1500)):
+        overload[label] = loadgen.breakdown(good, mode, round(level), seconds)
+        log.info("overload %s: %s, p99 of 200s %s ms", label, overload[label].statuses, overload[label].p99_ok_ms)
+
+    autoscale = _autoscaling(good, capacity.ok_per_second)
+    log.info("autoscaling: second replica after %s s", autoscale["second_replica_s"])
+    kill = _kill_a_replica(good)
+    log.info("replica kill: %s", {k: v for k, v in kill.items() if k != "load"})
+    swap = _hot_swap(good, store, versions)
+    log.info("hot swap: %s", {k: v for k, v in swap.items() if k != "load"})
+    return {
+        "capacity": capacity.to_dict(),
+        "poison": {"valid": poison[0].to_dict(), "bad": poison[1].to_dict()},
+        "overload": {label: result.to_dict() for label, result in overload.items()},
+        "autoscaling": autoscale,
+        "replica_kill": kill,
+        "hot_swap": swap,
+    }
+
+
+def _autoscaling(good: Path, capacity: float, limit_s: float = 90) -> dict:
+    """2x overload until a second replica answers (Serve's upscale delay is 30 s)."""
+    started, found = time.monotonic(), {}
+    load = threading.Thread(target=loadgen.breakdown, args=(good, "open", round(2 * capacity), limit_s))
+    load.start()
+    while time.monotonic() - started < limit_s and len(found) < 2:
+        found = _replicas()
+        time.sleep(1)
+    load.join()
+    return {"second_replica_s": round(time.monotonic() - started, 1) if len(found) >= 2 else None,
+            "offered_per_second": round(2 * capacity)}
+
+
+def _kill_a_replica(good: Path, seconds: float = 50, kill_at: float = 10) -> dict:
+    """SIGKILL one of the two replicas under 16 clients; how many requests fail, and when a new replica serves."""
+    before = _replicas()
+    result: list[StatusBreakdown] = []
+    load = threading.Thread(target=lambda: result.append(loadgen.breakdown(good, "closed", 16, seconds)))
+    load.start()
+    time.sleep(kill_at)
+    pids = subprocess.run(["pgrep", "-f", REPLICA_PROCESS], capture_output=True, text=True).stdout.split()
+    killed_at = time.monotonic()
+    os.kill(int(pids[0]), signal.SIGKILL)
+    replacement_s = None
+    while time.monotonic() - killed_at < seconds - kill_at:
+        now = _replicas()
+        if len(now) >= len(before) and set(now) - set(before):
+            replacement_s = round(time.monotonic() - killed_at, 1)
+            break
+        time.sleep(0.5)
+    load.join()
+    [breakdown] = result
+    failed = breakdown.requests - breakdown.statuses.get("200", 0)
+    return {"replicas_before": len(before), "requests": breakdown.requests, "failed": failed,
+            "failed_statuses": {k: v for k, v in breakdown.statuses.items() if k != "200"},
+            "replacement_serving_s": replacement_s, "kill_at_s": kill_at, "load": breakdown.to_dict()}
+
+
+def _hot_swap(good: Path, store: ModelStore, versions: list[str], seconds: float = 45, publish_at: float = 5) -> dict:
+    """Publish a new version as LATEST under 16 clients; every replica follows within latest_poll_s plus a load."""
+    result: list[StatusBreakdown] = []
+    load = threading.Thread(target=lambda: result.append(loadgen.breakdown(good, "closed", 16, seconds)))
+    load.start()
+    time.sleep(publish_at)
+    local = store.fetch(MODEL, versions[0], WORK / "fetch")
+    new = local.manifest.model_copy(update={"version": versions[1], "created_at": dt.datetime.now(dt.UTC)})
+    store.publish(local.path, new)
+    published_at, swapped_s = time.monotonic(), None
+    while time.monotonic() - published_at < seconds - publish_at:
+        found = _replicas()
+        if found and set(found.values()) == {versions[1]}:
+            swapped_s = round(time.monotonic() - published_at, 1)
+            break
+        time.sleep(0.5)
+    load.join()
+    [breakdown] = result
+    return {"requests": breakdown.requests, "failed": breakdown.requests - breakdown.statuses.get("200", 0),
+            "every_replica_on_new_version_s": swapped_s, "load": breakdown.to_dict()}
+
+
+def _replicas(probes: int = 20) -> dict[str, str]:
+    """Replica id -> version served, from GET /model over new connections (HAProxy spreads them)."""
+    found = {}
+    for _ in range(probes):
+        try:
+            with httpx.Client(timeout=5) as http:
+                response = http.get(f"{URL}/model")
+            if response.status_code == 200:
+                found[response.json()["replica"]] = response.json()["version"]
+        except httpx.HTTPError:
+            pass
+    return found
+
+
+def _together(*loads):
+    results: list = [None] * len(loads)
+    threads = [threading.Thread(target=lambda i=i, f=f: results.__setitem__(i, f())) for i, f in enumerate(loads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def _bench_store() -> tuple[ModelStore, list[str]]:
+    """A store of the benchmark's own, holding the local LATEST model; the hot swap publishes a second version."""
+    store = ModelStore(str(WORK / "store"))
+    source = ModelStore(str(LOCAL_STORE))
+    local = source.fetch(MODEL, "latest", WORK / "fetch")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    versions = [f"{stamp}-bench-a", f"{stamp}-bench-b"]
+    store.publish(local.path, local.manifest.model_copy(update={"version": versions[0]}))
+    return store, versions
+
+
+def _config(store: ModelStore) -> Path:
+    """configs/serve/local.yaml, serving the benchmark's store."""
+    config = yaml.safe_load((ROOT / "configs" / "serve" / "local.yaml").read_text())
+    config["applications"][0]["deployments"][0]["user_config"]["model_uri"] = f"{store.uri}/{MODEL}"
+    path = WORK / "serve.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def markdown(summary: dict) -> str:
+    config, capacity = summary["config"], summary["capacity"]
+    valid, bad = summary["poison"]["valid"], summary["poison"]["bad"]
+    lines = [
+        f"Reliability benchmark, {summary['ran_at']}: {summary['machine']['cpus']} CPUs. configs/serve/local.yaml "
+        f"(queue budget {config['queue_budget_ms']} ms, {config['max_ongoing_requests']} in flight and "
+        f"{config['max_queued_requests']} queued per replica, autoscaling target {config['target_ongoing_requests']})"
+        f"; vegeta on loopback at the replicas' niceness. Capacity: {capacity['ok_per_second']:,.0f} req/s at 16 "
+        f"clients (p99 {capacity['p99_ok_ms']} ms).",
+        "",
+        f"**Poison mix** (16 valid + 4 bad clients): valid requests {_share(valid, '200')} answered 200 "
+        f"({valid['statuses'].get('200', 0):,} of {valid['requests']:,}), p99 {valid['p99_ok_ms']} ms; bad requests "
+        f"{_share(bad, '422')} answered 422.",
+        "",
+        "**Overload**:",
+        "",
+        "| load | offered | 200 | 503 | errors | 200/s | p50 / p99 of 200s ms | p50 / p99 of 503s ms | first 503 | "
+        "503 with Retry-After |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, r in summary["overload"].items():
+        offered = f"{r['level']:,.0f} req/s" if r["mode"] == "open" else f"{r['level']:,.0f} clients"
+        lines.append(f"| {label} | {offered} | {_share(r, '200')} | {_share(r, '503')} | {_share(r, 'error')} | "
+                     f"{r['ok_per_second']:,.0f} | {r['p50_ok_ms']} / {r['p99_ok_ms']} | {r['p50_503_ms']} / "
+                     f"{r['p99_503_ms']} | {_seconds(r['first_503_s'])} | {_percent(r['retry_after_share'])} |")
+    kill, swap, scale = summary["replica_kill"], summary["hot_swap"], summary["autoscaling"]
+    lines += [
+        "",
+        f"**Autoscaling**: at 2x overload ({scale['offered_per_second']:,} req/s offered) the second replica "
+        f"answered after {_seconds(scale['second_replica_s'])}.",
+        "",
+        f"**Replica SIGKILL** (one of {kill['replicas_before']}, under 16 clients): {kill['failed']:,} of "
+        f"{kill['requests']:,} requests failed {kill['failed_statuses'] or ''}; a replacement replica answered "
+        f"{_seconds(kill['replacement_serving_s'])} after the kill.",
+        "",
+        f"**Hot swap under 16 clients** (new version published as LATEST): {swap['failed']:,} of "
+        f"{swap['requests']:,} requests failed; every replica answered with the new version "
+        f"{_seconds(swap['every_replica_on_new_version_s'])} after the publish.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _share(result: dict, status: str) -> str:
+    return f"{result['statuses'].get(status, 0) / max(result['requests'], 1):.1%}"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _seconds(value: float | None) -> str:
+    return "never (within the run)" if value is None else f"{value:.1f} s"
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (overload_ax, kill_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    labels = ["capacity", *summary["overload"]]
+    points = [summary["capacity"], *summary["overload"].values()]
+    ok = [p["ok_per_second"] for p in points]
+    shed = [p["statuses"].get("503", 0) / p["seconds"] for p in points]
+    overload_ax.bar(labels, ok, label="200/s", color="tab:green")
+    overload_ax.bar(labels, shed, bottom=ok, label="503/s", color="tab:orange")
+    overload_ax.set_ylabel("answers per second")
+    overload_ax.set_title("answers under overload; p99 of 200s above bars (ms)")
+    for i, p in enumerate(points):
+        overload_ax.annotate(f"{p['p99_ok_ms']}", (i, ok[i] + shed[i]), ha="center", va="bottom", fontsize=8)
+    overload_ax.legend()
+    timeline = summary["replica_kill"]["load"]["timeline"]
+    kill_ax.plot([t[0] for t in timeline], label="200")
+    kill_ax.plot([t[1] for t in timeline], label="not 200")
+    kill_ax.axvline(summary["replica_kill"]["kill_at_s"], color="red", linestyle="--", label="SIGKILL")
+    kill_ax.set_xlabel("second of the run")
+    kill_ax.set_ylabel("answers per second")
+    kill_ax.set_title("16 clients, one of 2 replicas killed")
+    kill_ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

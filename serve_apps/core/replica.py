@@ -1,0 +1,157 @@
+"""What every model replica does, whatever the model; a model plugs in its request and answer types and one
+function from a batch of requests to answers.
+
+A model deployment is a class that extends :class:`ModelReplica`, is decorated with ``@serve.deployment`` and
+``@serve.ingress(api)`` (``api`` from :func:`model_api`), and implements :meth:`ModelReplica.predict`. The base:
+
+* loads the model in ``reconfigure`` from the deployment's ``user_config`` (:class:`ModelSettings`) through a
+  :class:`~serve_apps.core.slot.ModelSlot`: fetched, verified, loaded and warmed up before Serve routes any
+  traffic, then kept at the version the settings name (hot swap, ``latest`` followed);
+* batches: single and batch requests meet in one ``@serve.batch`` queue sized in rows; its batches go to an
+  :class:`~serve_apps.core.lane.InferenceLane`, one model call at a time on a dedicated thread, merging what
+  queued meanwhile; each caller's rows are their own lane entry, so a failure reaches only the caller whose rows
+  caused it;
+* maps failures to statuses (:mod:`serve_apps.core.errors`): data the model cannot take is 422 for its caller,
+  a failing model 500, no model yet 503;
+* caps TensorFlow's GPU memory to the replica's fraction of the card (:mod:`serve_apps.core.gpu`);
+* reports its model (``GET /<route>/model``, :class:`~serve_apps.core.status.ModelStatus`), and fails
+  ``check_health`` while it has none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Generic, TypeVar
+
+import ray
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel
+from ray import serve
+
+from recsys.loaded_model import LoadedModel, OpenRuntime, R
+from serve_apps.core import errors, gpu
+from serve_apps.core.errors import InvalidRows, ModelCallFailed, ModelNotReady
+from serve_apps.core.deadline import EnforceQueueBudget, QueueBudget, deadline
+from serve_apps.core.media_types import require_media_type
+from serve_apps.core.lane import InferenceLane
+from serve_apps.core.settings import ModelSettings, ReplicaOptions
+from serve_apps.core.slot import ModelSlot
+from serve_apps.core.status import ModelStatus
+
+log = logging.getLogger("ray.serve")
+
+Query = TypeVar("Query", bound=BaseModel)
+Answer = TypeVar("Answer", bound=BaseModel)
+# What a caller's bad data raises while it becomes model inputs or meets the model: their fault, 422.
+DATA_ERRORS = (ValueError, TypeError, OverflowError)
+MANIFEST_SUMMARY = {"created_at", "git_commit", "metrics", "vocabulary_sizes", "model", "frameworks"}
+
+
+def model_api(title: str, description: str, max_body_bytes: int) -> FastAPI:
+    """The FastAPI app of a model deployment: the queueing budget (503, before anything else), a body size limit
+    (413), 415 for bodies it does not read, and the error handlers."""
+    api = FastAPI(title=title, version="1", description=description, max_body_size=max_body_bytes,
+                  dependencies=[Depends(require_media_type)])
+    errors.install(api)
+    api.add_middleware(EnforceQueueBudget)
+    return api
+
+
+def _rows(chunks: list[list]) -> int:
+    return sum(len(chunk) for chunk in chunks)
+
+
+class ModelReplica(Generic[R, Query, Answer]):
+    """Base of a model deployment; see the module docstring."""
+
+    def __init__(self, api: FastAPI, options: ReplicaOptions, open_runtime: OpenRuntime[R]) -> None:
+        self._options = options
+        _cap_gpu_memory(options)
+        api.state.queue_budget = QueueBudget(options.queue_budget_ms / 1000)
+        self._slot: ModelSlot[R] = ModelSlot(options, open_runtime)
+        # The lane's row limit follows the user_config (reconfigure), before any traffic.
+        self._lane: InferenceLane[Query, Answer] = InferenceLane(self._predict_rows, max_rows=1)
+
+    def predict(self, model: LoadedModel[R], queries: Sequence[Query], shapes: Sequence[int]) -> list[Answer]:
+        """One model call: ``queries`` (in order) to their answers, each naming ``model.version``. Runs on the lane's
+        thread. The batch is padded to the next of ``shapes``, the heights the model was warmed up for."""
+        raise NotImplementedError
+
+    async def reconfigure(self, user_config: dict) -> None:
+        settings = ModelSettings.model_validate(user_config)
+        await self._slot.apply(settings)
+        self._lane.max_rows = settings.max_batch_size
+        self._batch.set_max_batch_size(settings.max_batch_size)
+        self._batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+
+    def check_health(self) -> None:
+        if self._slot.current is None:
+            raise ModelNotReady("no model loaded")
+
+    async def infer(self, queries: list[Query]) -> list[Answer]:
+        """Answers for ``queries`` in order; more than ``max_batch_size`` rows are cut into several batches."""
+        settings, limit = self._slot.settings, deadline()
+        size = settings.max_batch_size if settings else len(queries)
+        # Only the first batch waits against the budget: once work on a request has started, it is finished.
+        parts = await asyncio.gather(*(self._batch(queries[i:i + size], limit if i == 0 else None)
+                                       for i in range(0, len(queries), size)))
+        for part in parts:
+            if isinstance(part, BaseException):
+                raise part
+        return [answer for part in parts for answer in part]
+
+    def status(self) -> ModelStatus:
+        current, settings = self._slot.current, self._slot.settings
+        manifest = current.manifest if current else None
+        return ModelStatus(
+            replica=serve.get_replica_context().replica_id.unique_id,
+            model_uri=current.model_uri if current else None,
+            model_version_setting=settings.model_version if settings else None,
+            target_version=self._slot.target_version,
+            version=current.version if current else None,
+            loaded_at=current.loaded_at if current else None,
+            load_seconds=round(current.load_seconds, 3) if current else None,
+            manifest=manifest.model_dump(mode="json", include=MANIFEST_SUMMARY) if manifest else None,
+            loading_version=self._slot.loading_version,
+            last_load_error=self._slot.last_error,
+            max_batch_size=settings.max_batch_size if settings else 0,
+            batch_wait_timeout_s=settings.batch_wait_timeout_s if settings else 0.0,
+            queue_budget_ms=self._options.queue_budget_ms,
+        )
+
+    # Sizes are replaced by the user_config's in reconfigure, before any traffic. Batches go to the lane as soon
+    # as they form (Ray's default of one batch at a time would leave the lane nothing to merge).
+    @serve.batch(max_batch_size=1024, batch_wait_timeout_s=0.001, batch_size_fn=_rows, max_concurrent_batches=128)
+    async def _batch(self, chunks: list[list[Query]], deadlines: list[float | None]) \
+            -> list[list[Answer] | BaseException]:
+        # One lane entry per caller: merged into one model call, but a failure stays with the caller it belongs to.
+        return await asyncio.gather(*(self._lane.run(chunk, limit) for chunk, limit in zip(chunks, deadlines)),
+                                    return_exceptions=True)
+
+    def _predict_rows(self, queries: list[Query]) -> list[Answer]:
+        """One model call, on the lane's thread, on one version even if a swap lands meanwhile."""
+        model = self._slot.current
+        if model is None:
+            raise ModelNotReady("no model loaded")
+        try:
+            return self.predict(model, queries, self._slot.shapes)
+        except DATA_ERRORS as err:
+            raise InvalidRows(f"rows the model cannot take: {type(err).__name__}: {err}") from err
+        except Exception as err:
+            log.exception("model %s version %s failed on %d rows", model.model_uri, model.version, len(queries))
+            raise ModelCallFailed(f"the model failed: {type(err).__name__}") from err
+
+    async def __del__(self) -> None:
+        await self._slot.close()
+        self._lane.close()
+
+
+def _cap_gpu_memory(options: ReplicaOptions) -> None:
+    fraction = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+    gpu_ids = ray.get_gpu_ids()
+    if fraction <= 0 or not gpu_ids:
+        return
+    card = options.gpu_memory_mib or gpu.card_memory_mib(str(gpu_ids[0]))
+    gpu.cap_tensorflow_memory(fraction, card, options.gpu_context_mib)
