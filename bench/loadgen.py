@@ -117,8 +117,8 @@ def breakdown(targets: Path, mode: str, level: float, seconds: float, timeout_s:
     attack = subprocess.Popen(["nice", "-n", str(NICENESS), str(binary), "attack", "-format=json",
                                f"-targets={targets}", f"-duration={seconds}s", f"-timeout={timeout_s}s", "-keepalive",
                                *flags], stdout=subprocess.PIPE)
-    encode = subprocess.Popen([str(binary), "encode", "--to", "json"], stdin=attack.stdout, stdout=subprocess.PIPE,
-                              text=True)
+    encode = subprocess.Popen(["nice", "-n", str(NICENESS), str(binary), "encode", "--to", "json"],
+                              stdin=attack.stdout, stdout=subprocess.PIPE, text=True)
     attack.stdout.close()
     rows = []
     for line in encode.stdout:

@@ -9,23 +9,32 @@ pointed at a copy of the local model in a store of its own, and one load generat
 2. poison mix: 4 clients sending an id beyond int64 beside 16 sending valid trips (the valid ones must all be 200);
 3. overload: open loop at 2x and 10x the capacity, and 1,500 closed-loop clients that retry at once: the share of
    200 / 503 / errors, p50 and p99 of the 200s and of the 503s, time to the first 503, Retry-After on the 503s;
-4. autoscaling: how long 2x overload takes to bring the second replica;
+4. autoscaling: how long 2x overload takes until a second replica takes traffic (HAProxy's stats: the replicas
+   it routes to, up, with sessions);
 5. replica SIGKILL under 16 clients: failed requests, seconds until a replacement replica takes traffic;
-6. hot swap under 16 clients: a new version published as LATEST; failed requests (must be 0), seconds until every
-   replica answers with it.
+6. hot swap under 8 clients (half the autoscaling target, the headroom replicas run with): a new version published
+   as LATEST; failed requests (must be 0), seconds until every replica answers with it.
 
-Results go to bench/results/reliability.{json,md,png}; the server's log to bench/results/raw/.
+Latencies are measured twice: by the load generator (what a client sees, including the generator's own delays when
+it competes for the same 2 cores), and by HAProxy (its log line of every request, accept to last byte, with the time
+queued; ``RECSYS_HAPROXY_TIMING_LOG``), which is what the server itself does.
+
+Results go to bench/results/reliability.{json,md,png}; the server's log to bench/results/raw/. A partial run
+(``--only``) writes to bench/results/raw/ instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import json
 import logging
 import os
 import platform
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +42,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import yaml
 
 from bench import loadgen, servers
@@ -48,13 +58,50 @@ RAW = RESULTS / "raw"
 WORK = ROOT / ".data" / "bench" / "reliability"
 LOCAL_STORE, MODEL = ROOT / ".data" / "models", "destinations"
 URL = "http://127.0.0.1:8000/destinations"
+STATS = "http://127.0.0.1:8404/stats;csv"  # HAProxy's stats page (serve_apps/core/ingress.py), on loopback
 REPLICA_PROCESS = "ServeReplica:destinations:Destinations"
+SECTIONS = ("poison", "overload", "autoscaling", "kill", "swap")
 log = logging.getLogger("bench.reliability")
+# HAProxy's HTTP log line: ... TR/Tw/Tc/Tr/Ta status ...  (Tw: time queued; Ta: accept to last byte; ms)
+_TIMERS = re.compile(r" -?\d+/(-?\d+)/-?\d+/-?\d+/\+?(\d+) (\d{3}) ")
+
+
+class HAProxyTimings:
+    """Collects HAProxy's log line of every request on a UDP port: (when received, status, queued ms, total ms)."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        self.address = f"127.0.0.1:{self._socket.getsockname()[1]}"
+        self.rows: list[tuple[float, int, int, int]] = []
+        threading.Thread(target=self._receive, daemon=True).start()
+
+    def _receive(self) -> None:
+        while True:
+            line = self._socket.recv(65536).decode(errors="replace")
+            match = _TIMERS.search(line)
+            if match:
+                self.rows.append((time.time(), int(match[3]), int(match[1]), int(match[2])))
+
+    def during(self, started: float, ended: float) -> dict:
+        """Server-side figures of the requests answered between ``started`` and ``ended`` (seconds since the epoch)."""
+        rows = [r for r in self.rows if started <= r[0] <= ended]
+        ok = np.array([r[3] for r in rows if r[1] == 200])
+        queued = np.array([max(r[2], 0) for r in rows if r[1] == 200])
+        return {"requests": len(rows),
+                "p50_ok_ms": _percentile(ok, 50), "p99_ok_ms": _percentile(ok, 99),
+                "p99_ok_queued_ms": _percentile(queued, 99), "max_ok_ms": _percentile(ok, 100)}
+
+
+def _percentile(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if len(values) else None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10, help="length of each load point")
+    parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these parts (default: all)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -67,12 +114,17 @@ def main() -> None:
     bad = loadgen.write_targets([Target(f"{URL}/recommend", {**b, "cities": [99999999999999999999]})
                                  for b in bodies[:16]], WORK / "bad.targets")
     log_path = RAW / "reliability-server.log"
-    process = servers.start([sys.executable, "-m", "serve_apps.local", str(config)], ROOT, log_path)
+    timings = HAProxyTimings()
+    process = servers.start([sys.executable, "-m", "serve_apps.local", str(config)], ROOT, log_path,
+                            {"RECSYS_HAPROXY_TIMING_LOG": timings.address})
     try:
         servers.wait_ready("serve", process, lambda: httpx.post(f"{URL}/recommend", json=bodies[0],
                                                                 timeout=10).status_code == 200, log_path)
+        # This process decodes every answer: it must not take the cores from the server it measures (started first,
+        # so the server keeps its own niceness).
+        os.nice(loadgen.NICENESS)
         loadgen.closed_loop(good, 16, 5)  # warm connections and caches
-        results = run(good, bad, store, versions, args.seconds)
+        results = run(good, bad, store, versions, args.seconds, set(args.only or SECTIONS), timings)
     finally:
         servers.stop(process)
     serve_config = yaml.safe_load(config.read_text())["applications"][0]
@@ -86,59 +138,74 @@ def main() -> None:
                    ["target_ongoing_requests"]},
         **results,
     }
-    (RESULTS / "reliability.json").write_text(json.dumps(summary, indent=2))
-    (RESULTS / "reliability.md").write_text(markdown(summary))
-    plot(summary, RESULTS / "reliability.png")
-    print(markdown(summary))
+    out = RAW if args.only else RESULTS  # a partial run never replaces the full results
+    (out / "reliability.json").write_text(json.dumps(summary, indent=2))
+    if not args.only:
+        (out / "reliability.md").write_text(markdown(summary))
+        plot(summary, out / "reliability.png")
+        print(markdown(summary))
+    else:
+        print(json.dumps({k: v for k, v in results.items() if k not in ("capacity",)}, indent=1, default=str)[:6000])
 
 
-def run(good: Path, bad: Path, store: ModelStore, versions: list[str], seconds: float) -> dict:
+def run(good: Path, bad: Path, store: ModelStore, versions: list[str], seconds: float, sections: set[str],
+        timings: HAProxyTimings) -> dict:
     capacity = loadgen.breakdown(good, "closed", 16, seconds)
     log.info("capacity: %.0f req/s at 16 clients", capacity.ok_per_second)
+    results: dict = {"capacity": capacity.to_dict()}
+    if "poison" in sections:
+        valid, bad_result = _together(lambda: loadgen.breakdown(good, "closed", 16, seconds),
+                                      lambda: loadgen.breakdown(bad, "closed", 4, seconds))
+        log.info("poison mix: valid %s, bad %s", valid.statuses, bad_result.statuses)
+        results["poison"] = {"valid": valid.to_dict(), "bad": bad_result.to_dict()}
+    if "overload" in sections:
+        results["overload"] = {}
+        for label, mode, level in (("2x", "open", 2 * capacity.ok_per_second),
+                                   ("10x", "open", 10 * capacity.ok_per_second),
+                                   ("1500 clients", "closed", 1500)):
+            started = time.time()
+            result = loadgen.breakdown(good, mode, round(level), seconds)
+            server = timings.during(started, time.time())
+            log.info("overload %s: %s, p99 of 200s %s ms (server side %s ms)", label, result.statuses,
+                     result.p99_ok_ms, server["p99_ok_ms"])
+            results["overload"][label] = {**result.to_dict(), "server": server}
+    if "autoscaling" in sections:
+        results["autoscaling"] = _autoscaling(good, capacity.ok_per_second)
+        log.info("autoscaling: %s", results["autoscaling"])
+    if "kill" in sections:
+        results["replica_kill"] = _kill_a_replica(good)
+        log.info("replica kill: %s", {k: v for k, v in results["replica_kill"].items() if k != "load"})
+    if "swap" in sections:
+        results["hot_swap"] = _hot_swap(good, store, versions)
+        log.info("hot swap: %s", {k: v for k, v in results["hot_swap"].items() if k != "load"})
+    return results
 
-    poison = _together(lambda: loadgen.breakdown(good, "closed", 16, seconds),
-                       lambda: loadgen.breakdown(bad, "closed", 4, seconds))
-    log.info("poison mix: valid %s, bad %s", poison[0].statuses, poison[1].statuses)
 
-    overload = {}
-    for label, mode, level in (("2x", "open", 2 * capacity.ok_per_second),
-                               ("10x", "open", 10 * capacity.ok_per_second),
-                               ("1500 clients", "closed", 1500)):
-        overload[label] = loadgen.breakdown(good, mode, round(level), seconds)
-        log.info("overload %s: %s, p99 of 200s %s ms", label, overload[label].statuses, overload[label].p99_ok_ms)
-
-    autoscale = _autoscaling(good, capacity.ok_per_second)
-    log.info("autoscaling: second replica after %s s", autoscale["second_replica_s"])
-    kill = _kill_a_replica(good)
-    log.info("replica kill: %s", {k: v for k, v in kill.items() if k != "load"})
-    swap = _hot_swap(good, store, versions)
-    log.info("hot swap: %s", {k: v for k, v in swap.items() if k != "load"})
-    return {
-        "capacity": capacity.to_dict(),
-        "poison": {"valid": poison[0].to_dict(), "bad": poison[1].to_dict()},
-        "overload": {label: result.to_dict() for label, result in overload.items()},
-        "autoscaling": autoscale,
-        "replica_kill": kill,
-        "hot_swap": swap,
-    }
-
-
-def _autoscaling(good: Path, capacity: float, limit_s: float = 90) -> dict:
-    """2x overload until a second replica answers (Serve's upscale delay is 30 s)."""
-    started, found = time.monotonic(), {}
-    load = threading.Thread(target=loadgen.breakdown, args=(good, "open", round(2 * capacity), limit_s))
+def _autoscaling(good: Path, capacity: float, limit_s: float = 120) -> dict:
+    """2x overload until a second replica takes traffic (Serve's upscale delay is 30 s); then the load stops."""
+    started, second = time.monotonic(), None
+    stop = threading.Event()
+    load = threading.Thread(target=_until, args=(stop, lambda: loadgen.breakdown(good, "open", round(2 * capacity),
+                                                                                 5)))
     load.start()
-    while time.monotonic() - started < limit_s and len(found) < 2:
-        found = _replicas()
+    while time.monotonic() - started < limit_s:
+        if len([s for s in _routed_replicas().values() if s > 0]) >= 2:
+            second = round(time.monotonic() - started, 1)
+            break
         time.sleep(1)
+    stop.set()
     load.join()
-    return {"second_replica_s": round(time.monotonic() - started, 1) if len(found) >= 2 else None,
-            "offered_per_second": round(2 * capacity)}
+    return {"second_replica_s": second, "offered_per_second": round(2 * capacity)}
+
+
+def _until(stop: threading.Event, load) -> None:
+    while not stop.is_set():
+        load()
 
 
 def _kill_a_replica(good: Path, seconds: float = 50, kill_at: float = 10) -> dict:
     """SIGKILL one of the two replicas under 16 clients; how many requests fail, and when a new replica serves."""
-    before = _replicas()
+    before = _routed_replicas()
     result: list[StatusBreakdown] = []
     load = threading.Thread(target=lambda: result.append(loadgen.breakdown(good, "closed", 16, seconds)))
     load.start()
@@ -148,8 +215,7 @@ def _kill_a_replica(good: Path, seconds: float = 50, kill_at: float = 10) -> dic
     os.kill(int(pids[0]), signal.SIGKILL)
     replacement_s = None
     while time.monotonic() - killed_at < seconds - kill_at:
-        now = _replicas()
-        if len(now) >= len(before) and set(now) - set(before):
+        if any(sessions > 0 for name, sessions in _routed_replicas().items() if name not in before):
             replacement_s = round(time.monotonic() - killed_at, 1)
             break
         time.sleep(0.5)
@@ -162,9 +228,9 @@ def _kill_a_replica(good: Path, seconds: float = 50, kill_at: float = 10) -> dic
 
 
 def _hot_swap(good: Path, store: ModelStore, versions: list[str], seconds: float = 45, publish_at: float = 5) -> dict:
-    """Publish a new version as LATEST under 16 clients; every replica follows within latest_poll_s plus a load."""
+    """Publish a new version as LATEST under 8 clients; every replica follows within latest_poll_s plus a load."""
     result: list[StatusBreakdown] = []
-    load = threading.Thread(target=lambda: result.append(loadgen.breakdown(good, "closed", 16, seconds)))
+    load = threading.Thread(target=lambda: result.append(loadgen.breakdown(good, "closed", 8, seconds)))
     load.start()
     time.sleep(publish_at)
     local = store.fetch(MODEL, versions[0], WORK / "fetch")
@@ -176,24 +242,38 @@ def _hot_swap(good: Path, store: ModelStore, versions: list[str], seconds: float
         if found and set(found.values()) == {versions[1]}:
             swapped_s = round(time.monotonic() - published_at, 1)
             break
-        time.sleep(0.5)
+        time.sleep(1)
     load.join()
     [breakdown] = result
     return {"requests": breakdown.requests, "failed": breakdown.requests - breakdown.statuses.get("200", 0),
             "every_replica_on_new_version_s": swapped_s, "load": breakdown.to_dict()}
 
 
+def _routed_replicas() -> dict[str, int]:
+    """Replicas HAProxy routes the app to and holds up, with the requests each has been sent (its stats page)."""
+    try:
+        rows = httpx.get(STATS, timeout=5).text.lstrip("# ").splitlines()
+    except httpx.HTTPError:
+        return {}
+    found = {}
+    for row in csv.DictReader(rows):
+        if row["pxname"] == "http-destinations" and row["svname"].startswith("SERVE_REPLICA") and row["status"] == "UP":
+            found[row["svname"]] = int(row["stot"] or 0)
+    return found
+
+
 def _replicas(probes: int = 20) -> dict[str, str]:
     """Replica id -> version served, from GET /model over new connections (HAProxy spreads them)."""
     found = {}
-    for _ in range(probes):
-        try:
-            with httpx.Client(timeout=5) as http:
+    # One client (each new one builds an SSL context: a core's worth at this rate), a new connection per probe.
+    with httpx.Client(timeout=5, headers={"Connection": "close"}) as http:
+        for _ in range(probes):
+            try:
                 response = http.get(f"{URL}/model")
+            except httpx.HTTPError:
+                continue
             if response.status_code == 200:
                 found[response.json()["replica"]] = response.json()["version"]
-        except httpx.HTTPError:
-            pass
     return found
 
 
@@ -243,26 +323,28 @@ def markdown(summary: dict) -> str:
         "",
         "**Overload**:",
         "",
-        "| load | offered | 200 | 503 | errors | 200/s | p50 / p99 of 200s ms | p50 / p99 of 503s ms | first 503 | "
-        "503 with Retry-After |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| load | offered | 200 | 503 | errors | 200/s | 200s: p50 / p99 ms, client | 200s: p50 / p99 ms, HAProxy "
+        "(of which queued, p99) | 503s: p50 / p99 ms, client | first 503 | 503 with Retry-After |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, r in summary["overload"].items():
         offered = f"{r['level']:,.0f} req/s" if r["mode"] == "open" else f"{r['level']:,.0f} clients"
+        server = r["server"]
         lines.append(f"| {label} | {offered} | {_share(r, '200')} | {_share(r, '503')} | {_share(r, 'error')} | "
-                     f"{r['ok_per_second']:,.0f} | {r['p50_ok_ms']} / {r['p99_ok_ms']} | {r['p50_503_ms']} / "
-                     f"{r['p99_503_ms']} | {_seconds(r['first_503_s'])} | {_percent(r['retry_after_share'])} |")
+                     f"{r['ok_per_second']:,.0f} | {r['p50_ok_ms']} / {r['p99_ok_ms']} | {server['p50_ok_ms']} / "
+                     f"{server['p99_ok_ms']} ({server['p99_ok_queued_ms']}) | {r['p50_503_ms']} / {r['p99_503_ms']} | "
+                     f"{_seconds(r['first_503_s'])} | {_percent(r['retry_after_share'])} |")
     kill, swap, scale = summary["replica_kill"], summary["hot_swap"], summary["autoscaling"]
     lines += [
         "",
-        f"**Autoscaling**: at 2x overload ({scale['offered_per_second']:,} req/s offered) the second replica "
-        f"answered after {_seconds(scale['second_replica_s'])}.",
+        f"**Autoscaling**: at 2x overload ({scale['offered_per_second']:,} req/s offered) a second replica took "
+        f"traffic after {_seconds(scale['second_replica_s'])}.",
         "",
         f"**Replica SIGKILL** (one of {kill['replicas_before']}, under 16 clients): {kill['failed']:,} of "
         f"{kill['requests']:,} requests failed {kill['failed_statuses'] or ''}; a replacement replica answered "
         f"{_seconds(kill['replacement_serving_s'])} after the kill.",
         "",
-        f"**Hot swap under 16 clients** (new version published as LATEST): {swap['failed']:,} of "
+        f"**Hot swap under 8 clients** (new version published as LATEST): {swap['failed']:,} of "
         f"{swap['requests']:,} requests failed; every replica answered with the new version "
         f"{_seconds(swap['every_replica_on_new_version_s'])} after the publish.",
     ]
@@ -295,9 +377,10 @@ def plot(summary: dict, path: Path) -> None:
     overload_ax.bar(labels, ok, label="200/s", color="tab:green")
     overload_ax.bar(labels, shed, bottom=ok, label="503/s", color="tab:orange")
     overload_ax.set_ylabel("answers per second")
-    overload_ax.set_title("answers under overload; p99 of 200s above bars (ms)")
+    overload_ax.set_title("answers under overload; p99 of 200s (ms): client / HAProxy", fontsize=10)
     for i, p in enumerate(points):
-        overload_ax.annotate(f"{p['p99_ok_ms']}", (i, ok[i] + shed[i]), ha="center", va="bottom", fontsize=8)
+        server = f" / {p['server']['p99_ok_ms']}" if "server" in p else ""
+        overload_ax.annotate(f"{p['p99_ok_ms']}{server}", (i, ok[i] + shed[i]), ha="center", va="bottom", fontsize=8)
     overload_ax.legend()
     timeline = summary["replica_kill"]["load"]["timeline"]
     kill_ax.plot([t[0] for t in timeline], label="200")

