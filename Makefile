@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
 SMOKE_DATA := .data/trips/smoke
+SMOKE_SEARCHES := .data/searches/smoke
 SMOKE_TRIPS := 20000
 MODEL_STORE := .data/models
-MODEL_NAME := destinations
 
 # Ray's single-machine mode: every Ray server this Makefile starts listens on 127.0.0.1 only.
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
@@ -16,7 +16,7 @@ export KUBERAY_CRD_DIR ?= $(abspath $(CURDIR)/../shared/kuberay/v1.7.0/crds)
 
 HDFS_HARNESS := tests/hdfs/target/classpath.txt
 
-.PHONY: install hdfs-harness bootstrap run test validate-cluster bench bench-reliability bench-training lock clean
+.PHONY: install hdfs-harness bootstrap models run test validate-cluster bench bench-reliability bench-training lock clean
 
 install: $(INSTALLED)
 
@@ -33,14 +33,22 @@ hdfs-harness: $(HDFS_HARNESS)
 $(HDFS_HARNESS): tests/hdfs/pom.xml $(wildcard tests/hdfs/src/main/java/recsys/hdfs/*.java)
 	mvn -q -B -f tests/hdfs/pom.xml compile
 
-# Synthetic trips (once) -> Ray Train with 2 workers -> a published version in the local model store.
+# Synthetic trips and the searches of a quarter of their reservations (once) -> Ray Train with 2 workers -> a
+# published version of each model in the local model store.
 bootstrap: install
 	@test -d $(SMOKE_DATA) || $(PY) -m recsys.synthetic_trips --out $(SMOKE_DATA) --trips $(SMOKE_TRIPS) --seed 7
+	@test -d $(SMOKE_SEARCHES) || $(PY) -m recsys.accommodations.synthetic_searches --trips $(SMOKE_DATA) \
+		--out $(SMOKE_SEARCHES) --fraction 0.25 --seed 7
 	$(PY) -m training.destinations --config configs/train/smoke.yaml
+	$(PY) -m training.accommodations --config configs/train/accommodations-smoke.yaml
 
-# Serve the newest local model (training one first if the store is empty) with HAProxy direct ingress.
-run: install
-	@test -f $(MODEL_STORE)/$(MODEL_NAME)/LATEST || $(MAKE) --no-print-directory bootstrap
+# Both models must be in the local store (trained first if not).
+models:
+	@test -f $(MODEL_STORE)/destinations/LATEST -a -f $(MODEL_STORE)/accommodations/LATEST || \
+		$(MAKE) --no-print-directory bootstrap
+
+# Serve the newest local models (training them first if the store lacks one) with HAProxy direct ingress.
+run: install models
 	$(PY) -m serve_apps.local configs/serve/local.yaml
 
 test: install $(HDFS_HARNESS)
@@ -52,18 +60,18 @@ validate-cluster: install
 	$(PY) -m cluster validate prod
 
 # Serving against the in-process limit and peer servers, and replica cold starts (~13 minutes on 2 cores; the
-# first run also installs the peers' virtualenvs under bench/.peers); writes bench/results/serving.*
-bench: install $(HDFS_HARNESS)
-	@test -f $(MODEL_STORE)/$(MODEL_NAME)/LATEST || $(MAKE) --no-print-directory bootstrap
+# first run also installs the peers' virtualenvs under bench/.peers); then both models and the trip answer
+# (~4 minutes); writes bench/results/serving.* and composition.*
+bench: install $(HDFS_HARNESS) models
 	$(PY) -m bench.serving
+	$(PY) -m bench.composition
 
 # The served model under bad input, overload (2x, 10x), a replica SIGKILL and a hot swap (~8 minutes on 2 cores);
 # writes bench/results/reliability.*
-bench-reliability: install
-	@test -f $(MODEL_STORE)/$(MODEL_NAME)/LATEST || $(MAKE) --no-print-directory bootstrap
+bench-reliability: install models
 	$(PY) -m bench.reliability
 
-# Ray Train examples/s with 1 and 2 workers (~10 minutes on 2 cores); writes bench/results/training.*
+# Ray Train examples/s of both models with 1 and 2 workers (~25 minutes on 2 cores); writes bench/results/training.*
 bench-training: install
 	$(PY) -m bench.training_throughput
 

@@ -18,11 +18,11 @@ import httpx
 import ray
 from ray import serve
 
-from recsys import signature
+from recsys.destinations import signature
 from recsys.artifact_store import ModelStore
-from recsys.features import Vocabulary
+from recsys.destinations.features import Vocabulary
 from recsys.manifest import Manifest, Metrics
-from recsys.model import DestinationRecommender, ModelConfig, build_network
+from recsys.destinations.model import DestinationRecommender, ModelConfig, build_network
 from serve_apps.destinations import Destinations
 from serve_apps.core.settings import ReplicaOptions
 

@@ -49,7 +49,7 @@ from bench import loadgen, servers
 from bench.loadgen import StatusBreakdown, Target
 from bench.serving import request_bodies
 from recsys.artifact_store import ModelStore
-from recsys.features import Vocabulary
+from recsys.destinations.features import Vocabulary
 from recsys.manifest import VOCABULARY_FILE
 
 ROOT = Path(__file__).resolve().parent.parent

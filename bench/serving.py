@@ -37,9 +37,9 @@ import numpy as np
 from bench import cold_start, loadgen, peers_env, report, servers
 from bench.loadgen import LoadResult, Target
 from recsys.artifact_store import ModelStore
-from recsys.features import Vocabulary
+from recsys.destinations.features import Vocabulary
 from recsys.manifest import SAVED_MODEL_DIR, VOCABULARY_FILE
-from recsys.predictor import Predictor, pad_trips
+from recsys.destinations.runtime import Predictor, pad_trips
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

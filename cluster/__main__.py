@@ -4,7 +4,7 @@
     validate ENV           check them (KubeRay CRDs from KUBERAY_CRD_DIR, or --from-cluster)
     deploy ENV             validate against the cluster's CRDs, then server-side apply (the RayJob excepted)
     status ENV             RayService, interactive RayCluster and training RayJobs
-    submit-training ENV    start a training RayJob for a pinned commit; --wait follows it to the end
+    submit-training ENV    start a training RayJob per model (or --model) for a pinned commit; --wait follows them
     delete ENV             remove the RayService, the RayCluster and/or the training RayJobs
 """
 
@@ -22,7 +22,7 @@ from cluster.errors import ClusterError, ManifestInvalid
 from cluster.resources import RAY_CLUSTER, RAY_JOB, RAY_SERVICE
 from cluster.status import RayJobStatus
 from cluster.validation import validate_manifests
-from recsys.errors import RecsysError
+from recsys.errors import ConfigError, RecsysError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,13 +38,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _model_versions(args) -> dict[str, str]:
+    versions = {}
+    for pin in getattr(args, "model_version", None) or []:
+        model, equals, version = pin.partition("=")
+        if not equals or not model or not version:
+            raise ConfigError(f"--model-version: expected MODEL=VERSION (e.g. destinations=20261129T204104Z-100c), "
+                              f"got {pin!r}")
+        versions[model] = version
+    return versions
+
+
 def _render(env, args) -> int:
-    print(manifests.to_yaml(manifests.render(env, _commit(args), args.model_version)), end="")
+    print(manifests.to_yaml(manifests.render(env, _commit(args), _model_versions(args))), end="")
     return 0
 
 
 def _validate(env, args) -> int:
-    objects = manifests.render(env, _commit(args), getattr(args, "model_version", None))
+    objects = manifests.render(env, _commit(args), _model_versions(args))
     schemas = CrdSchemas.from_cluster(_client(args).api_client) if args.from_cluster else CrdSchemas.from_dir(args.crd_dir)
     problems = validate_manifests(objects, schemas, env.kubernetes_version)
     if problems:
@@ -56,7 +67,7 @@ def _validate(env, args) -> int:
 
 def _deploy(env, args) -> int:
     kube = _client(args)
-    objects = manifests.render(env, _commit(args), args.model_version)
+    objects = manifests.render(env, _commit(args), _model_versions(args))
     problems = validate_manifests(objects, CrdSchemas.from_cluster(kube.api_client), env.kubernetes_version)
     if problems:
         raise ManifestInvalid(problems)
@@ -92,18 +103,27 @@ def _submit_training(env, args) -> int:
     kube = _client(args)
     commit = _commit(args)
     stamp = dt.datetime.now(dt.UTC).strftime("%m%d%H%M")
-    job = manifests.ray_job(env, commit, name=f"{env.name}-train-{commit[:7]}-{stamp}")
-    problems = validate_manifests([job], CrdSchemas.from_cluster(kube.api_client), env.kubernetes_version)
+    models = [args.model] if args.model else list(env.training.jobs)
+    unknown = sorted(set(models) - set(env.training.jobs))
+    if unknown:
+        raise ClusterError(f"--model {unknown[0]}: not a training job of {args.env}; known: {sorted(env.training.jobs)}")
+    # The commit is in the job's labels and GIT_COMMIT; with it in the name too, names would pass KubeRay's limit.
+    jobs = [manifests.ray_job(env, model, commit, name=f"{env.name}-train-{model}-{stamp}") for model in models]
+    problems = validate_manifests(jobs, CrdSchemas.from_cluster(kube.api_client), env.kubernetes_version)
     if problems:
         raise ManifestInvalid(problems)
-    kube.apply(job)
-    name = job["metadata"]["name"]
-    print(f"submitted RayJob/{name} (code {commit[:7]}, {env.training.config})")
+    for model, job in zip(models, jobs):
+        kube.apply(job)
+        print(f"submitted RayJob/{job['metadata']['name']} (code {commit[:7]}, {env.training.jobs[model].config})")
     if not args.wait:
         return 0
-    status = kube.wait(RAY_JOB, name, env.namespace, lambda s: s.finished, args.wait,
-                       on_change=lambda s: print(f"RayJob/{name}: {s.summary()}", flush=True))
-    return 0 if status.succeeded_job else 1
+    failed = 0
+    for job in jobs:
+        name = job["metadata"]["name"]
+        status = kube.wait(RAY_JOB, name, env.namespace, lambda s: s.finished, args.wait,
+                           on_change=lambda s, name=name: print(f"RayJob/{name}: {s.summary()}", flush=True))
+        failed += not status.succeeded_job
+    return 1 if failed else 0
 
 
 def _delete(env, args) -> int:
@@ -150,7 +170,8 @@ def _parser() -> argparse.ArgumentParser:
         if commit:
             sub.add_argument("--commit", help="git commit the training job runs (default: HEAD)")
         if model:
-            sub.add_argument("--model-version", help="serve this model version instead of the config's")
+            sub.add_argument("--model-version", action="append", default=[], metavar="MODEL=VERSION",
+                             help="serve this version of MODEL instead of the config's (repeat for each model)")
         sub.set_defaults(run=run)
         return sub
 
@@ -163,8 +184,9 @@ def _parser() -> argparse.ArgumentParser:
     deploy.add_argument("--wait", type=float, metavar="SECONDS",
                         help="wait until the applied RayService spec serves (reconciled, no pending cluster, apps RUNNING)")
     command("status", _status, "show the resources' status")
-    submit = command("submit-training", _submit_training, "start a training RayJob", commit=True)
-    submit.add_argument("--wait", type=float, metavar="SECONDS", help="follow the job until it finishes")
+    submit = command("submit-training", _submit_training, "start a training RayJob per model", commit=True)
+    submit.add_argument("--model", help="only this model's job (default: every model of the environment)")
+    submit.add_argument("--wait", type=float, metavar="SECONDS", help="follow the jobs until they finish")
     delete = command("delete", _delete, "delete resources")
     delete.add_argument("--what", choices=["serving", "interactive", "training", "all"], default="all")
     return parser

@@ -1,7 +1,8 @@
 """Cluster environments (``configs/cluster/<env>.yaml``): what differs between dev and prod, and nothing else.
 
-The Serve application comes from a Serve config file (``serve.config``) and the training run from a training
-config (``training.config``), the same files ``serve run`` and ``python -m training.destinations`` use; an
+The Serve applications come from a Serve config file (``serve.config``) and each model's training run from its
+training config (``training.jobs.<model>.config``), the same files ``serve run`` and ``python -m training.<model>``
+use; an
 environment only lists the few adaptations a cluster needs (``serve.set``), so the manifests cannot drift from them.
 """
 
@@ -63,10 +64,16 @@ class Serving(_Strict):
     workers: list[WorkerGroup]
 
 
-class Training(_Strict):
+class TrainingJob(_Strict):
     config: Path = Field(description="training config file, relative to the repository")
-    code_archive: str = Field(description="URL template of a git archive zip, with {commit}")
     data_uri: str
+
+
+class Training(_Strict):
+    """One RayJob per model (``jobs``: model name -> its config and data); store, code and cluster shapes shared."""
+
+    jobs: dict[str, TrainingJob] = Field(min_length=1)
+    code_archive: str = Field(description="URL template of a git archive zip, with {commit}")
     store_uri: str
     checkpoint_uri: str
     head: Pods

@@ -1,15 +1,16 @@
-"""Render an environment's Kubernetes objects: Namespace, HDFS ConfigMap, NetworkPolicy, RayService, RayJob,
-RayCluster.
+"""Render an environment's Kubernetes objects: Namespace, HDFS ConfigMap, NetworkPolicy, RayService, a RayJob per
+model, RayCluster.
 
 One source, in Python: the RayService's ``serveConfigV2`` *is* the Serve config file of the environment (with the
-environment's listed ``serve.set`` changes), the RayJob runs the training config, and every Ray pod shares one pod
-template builder, so security settings and HDFS wiring cannot differ between resources. Secrets are referenced,
-never rendered.
+environment's listed ``serve.set`` changes), each RayJob runs its model's training config, and every Ray pod shares
+one pod template builder, so security settings and HDFS wiring cannot differ between resources. Secrets are
+referenced, never rendered.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 
 import yaml
@@ -17,6 +18,8 @@ import yaml
 from cluster.environments import ROOT, Environment, Pods, WorkerGroup
 from cluster.resources import RAY_CLUSTER, RAY_JOB, RAY_SERVICE
 from recsys.errors import ConfigError
+from recsys.loaded_model import split_model_uri
+from recsys.manifest import check_name
 from serve_apps.core.ingress import haproxy_environment
 
 HADOOP_CONF_DIR = "/etc/hadoop/conf"
@@ -24,23 +27,23 @@ PROJECT_DIR = PurePosixPath("/home/ray/travel-recsys")  # where the Dockerfile p
 MODEL_CACHE_DIR = "/var/cache/recsys-models"
 RAY_UID, RAY_GID = 1000, 100  # the `ray` user of the rayproject images
 PART_OF = "travel-recsys"
-TRAINING_ENTRYPOINT = "python -m training.destinations --config {config}"
+TRAINING_ENTRYPOINT = "python -m training.{model} --config {config}"
 
 
-def render(env: Environment, commit: str, model_version: str | None = None) -> list[dict]:
+def render(env: Environment, commit: str, model_versions: Mapping[str, str] | None = None) -> list[dict]:
     """Every object of ``env``, in apply order. ``commit`` pins the training code (a git archive of it);
-    ``model_version`` pins the served model instead of the Serve config's own ``model_version``."""
+    ``model_versions`` pins served models (by model name) instead of the Serve config's own ``model_version``."""
     return [
         namespace(env),
         hadoop_config_map(env),
         network_policy(env),
-        ray_service(env, model_version),
-        ray_job(env, commit),
+        ray_service(env, model_versions),
+        *(ray_job(env, model, commit) for model in env.training.jobs),
         ray_cluster(env),
     ]
 
 
-def serve_config(env: Environment, model_version: str | None = None) -> dict:
+def serve_config(env: Environment, model_versions: Mapping[str, str] | None = None) -> dict:
     """The Serve config the RayService runs: the environment's Serve config file with its ``serve.set`` changes."""
     config = yaml.safe_load((ROOT / env.serving.config).read_text())
     for path, value in env.serving.set.items():
@@ -48,10 +51,22 @@ def serve_config(env: Environment, model_version: str | None = None) -> dict:
             _set(config, path, value)
         except (KeyError, IndexError, ValueError, TypeError) as err:
             raise ConfigError(f"serving.set.{path}: no such setting in {env.serving.config}") from err
-    if model_version is not None:
-        for application in config["applications"]:
-            for deployment in application.get("deployments", []):
-                deployment.setdefault("user_config", {})["model_version"] = model_version
+    served = {}
+    for application in config["applications"]:
+        for deployment in application.get("deployments", []):
+            model_uri = (deployment.get("user_config") or {}).get("model_uri")
+            if model_uri:
+                served.setdefault(split_model_uri(model_uri)[1], []).append(deployment["user_config"])
+    for model, version in (model_versions or {}).items():
+        if model not in served:
+            raise ConfigError(f"model version {model}={version}: no application of {env.serving.config} serves "
+                              f"a model named {model!r}; it serves {', '.join(sorted(served))}")
+        try:
+            check_name("model_version", version)
+        except ValueError as err:
+            raise ConfigError(f"model version {model}={version}: {err}") from err
+        for user_config in served[model]:
+            user_config["model_version"] = version
     return config
 
 
@@ -97,9 +112,9 @@ def network_policy(env: Environment) -> dict:
     }
 
 
-def ray_service(env: Environment, model_version: str | None = None) -> dict:
+def ray_service(env: Environment, model_versions: Mapping[str, str] | None = None) -> dict:
     serving = env.serving
-    config = serve_config(env, model_version)
+    config = serve_config(env, model_versions)
     # HAProxy direct ingress through the project's wrapper, which bounds HAProxy's queue with the limits the Serve
     # config sets (README, Reliability); its stats and metrics listeners stay on the pod's interfaces.
     haproxy = haproxy_environment(config, loopback=False, wrapper=PROJECT_DIR / "serve_apps" / "haproxy_wrapper.py")
@@ -116,18 +131,19 @@ def ray_service(env: Environment, model_version: str | None = None) -> dict:
             "metadata": _metadata(env, env.name, "serving"), "spec": spec}
 
 
-def ray_job(env: Environment, commit: str, name: str | None = None) -> dict:
-    training = env.training
+def ray_job(env: Environment, model: str, commit: str, name: str | None = None) -> dict:
+    """The RayJob that trains ``model`` (a key of ``training.jobs``) with the code of ``commit``."""
+    training, job = env.training, env.training.jobs[model]
     runtime_env = {
         "working_dir": training.code_archive.format(commit=commit),
-        "env_vars": {"DATA_URI": training.data_uri, "MODEL_STORE_URI": training.store_uri,
+        "env_vars": {"DATA_URI": job.data_uri, "MODEL_STORE_URI": training.store_uri,
                      "CHECKPOINT_URI": training.checkpoint_uri, "GIT_COMMIT": commit, "TF_USE_LEGACY_KERAS": "1"},
     }
     submitter = {"name": "ray-job-submitter", "image": env.image,
                  "resources": _resources(Pods(cpu="500m", memory="512Mi")),
                  "env": _ray_auth_env(env), "securityContext": _container_security()}
     spec = {
-        "entrypoint": TRAINING_ENTRYPOINT.format(config=training.config.as_posix()),
+        "entrypoint": TRAINING_ENTRYPOINT.format(model=model, config=job.config.as_posix()),
         "runtimeEnvYAML": yaml.safe_dump(runtime_env, sort_keys=False),
         "shutdownAfterJobFinishes": True,
         "ttlSecondsAfterFinished": training.ttl_seconds_after_finished,
@@ -140,7 +156,10 @@ def ray_job(env: Environment, commit: str, name: str | None = None) -> dict:
         "rayClusterSpec": _ray_cluster_spec(env, training.head, [training.workers], "training"),
     }
     return {"apiVersion": RAY_JOB.api_version, "kind": RAY_JOB.kind,
-            "metadata": _metadata(env, name or f"{env.name}-train-{commit[:7]}", "training"), "spec": spec}
+            "metadata": {**_metadata(env, name or f"{env.name}-train-{model}-{commit[:7]}", "training"),
+                         "labels": {**_labels(env, "training"), "recsys.travel.example/model": model,
+                                    "recsys.travel.example/commit": commit}},
+            "spec": spec}
 
 
 def ray_cluster(env: Environment) -> dict:

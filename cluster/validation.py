@@ -16,10 +16,13 @@ import re
 from collections.abc import Callable, Iterator
 
 import kubernetes_validate
+import pydantic
 import yaml
 
 from cluster.crd_schema import CrdSchemas, admit
 from cluster.resources import RAY_CLUSTER, RAY_JOB, RAY_SERVICE, kuberay_kind
+from serve_apps.applications import APPLICATIONS
+from serve_apps.core.settings import ModelSettings, TripsOptions
 
 ClusterRule = Callable[[dict, str], Iterator[str]]
 ObjectRule = Callable[[dict], Iterator[str]]
@@ -273,6 +276,76 @@ def rule_autoscaling_below_concurrency_limit(obj: dict) -> Iterator[str]:
                        f"max_ongoing_requests ({limit}), got {target}; lower the target or raise the limit")
 
 
+def rule_serve_applications(obj: dict) -> Iterator[str]:
+    # Serve imports an application only when it deploys it: a wrong import path, an args typo or a model
+    # user_config error would surface as a failing app on the cluster, minutes after `deploy`.
+    try:
+        config = yaml.safe_load(obj["spec"].get("serveConfigV2") or "") or {}
+    except yaml.YAMLError:
+        return  # rule_serve_config reports it
+    applications = config.get("applications") or []
+    names = {application.get("name") for application in applications}
+    for application in applications:
+        where = f"spec.serveConfigV2.applications.{application.get('name')}"
+        options_type = APPLICATIONS.get(application.get("import_path"))
+        if options_type is None:
+            yield (f"{where}.import_path: not an application of this project, got "
+                   f"{application.get('import_path')!r}; use one of {', '.join(sorted(APPLICATIONS))}")
+            continue
+        try:
+            options = options_type.model_validate(application.get("args") or {})
+        except pydantic.ValidationError as err:
+            yield from _pydantic_problems(err, f"{where}.args")
+            continue
+        if isinstance(options, TripsOptions):
+            for field in ("destinations_app", "accommodations_app"):
+                if getattr(options, field) not in names:
+                    yield (f"{where}.args.{field}: no application of that name in this config, got "
+                           f"{getattr(options, field)!r}; name one of {', '.join(sorted(map(str, names)))}")
+            continue
+        for deployment in application.get("deployments") or []:
+            try:
+                ModelSettings.model_validate(deployment.get("user_config") or {})
+            except pydantic.ValidationError as err:
+                yield from _pydantic_problems(err, f"{where}.deployments.{deployment.get('name')}.user_config")
+
+
+def _pydantic_problems(err: pydantic.ValidationError, where: str) -> Iterator[str]:
+    for problem in err.errors():
+        field = ".".join(map(str, problem["loc"]))
+        yield f"{where}.{field}: {problem['msg']}, got {problem.get('input')!r}; fix the Serve config"
+
+
+def rule_serve_gpus_fit_the_cluster(obj: dict) -> Iterator[str]:
+    # Ray schedules GPU fractions only where GPUs are: replicas beyond the worker groups' cards stay pending, and
+    # the model that scales up last under load is the one that cannot.
+    try:
+        config = yaml.safe_load(obj["spec"].get("serveConfigV2") or "") or {}
+    except yaml.YAMLError:
+        return  # rule_serve_config reports it
+    demand = []
+    for application in config.get("applications") or []:
+        for deployment in application.get("deployments") or []:
+            share = float((deployment.get("ray_actor_options") or {}).get("num_gpus") or 0)
+            replicas = (deployment.get("autoscaling_config") or {}).get("max_replicas",
+                                                                         deployment.get("num_replicas", 1))
+            if share:
+                demand.append((f"{application.get('name')}.{deployment.get('name')}", share * int(replicas)))
+    cluster = obj["spec"].get("rayClusterConfig") or {}
+    capacity = sum(int(group.get("maxReplicas", group.get("replicas", 0))) * _gpus(group)
+                   for group in cluster.get("workerGroupSpecs") or [])
+    needed = sum(gpus for _, gpus in demand)
+    if needed > capacity:
+        parts = ", ".join(f"{name} {gpus:g}" for name, gpus in demand)
+        yield (f"spec.serveConfigV2: replicas at their max_replicas need {needed:g} GPUs ({parts}), the worker "
+               f"groups have at most {capacity}; lower max_replicas or num_gpus, or add GPU workers")
+
+
+def _gpus(group: dict) -> int:
+    containers = _pod_spec(group).get("containers") or [{}]
+    return int((containers[0].get("resources") or {}).get("limits", {}).get(_GPU, 0))
+
+
 def rule_deletion_delay(obj: dict) -> Iterator[str]:
     delay = obj["spec"].get("rayClusterDeletionDelaySeconds")
     if delay is not None and delay < 0:
@@ -338,6 +411,7 @@ def rule_submitter_security(obj: dict) -> Iterator[str]:
 OBJECT_RULES: dict[str, list[ObjectRule]] = {
     RAY_CLUSTER.kind: [rule_name],
     RAY_SERVICE.kind: [rule_name, rule_upgrade_strategy, rule_head_service_unnamed, rule_serve_config,
+                       rule_serve_applications, rule_serve_gpus_fit_the_cluster,
                        rule_autoscaling_below_concurrency_limit, rule_deletion_delay],
     RAY_JOB.kind: [rule_name, rule_ttl_needs_shutdown, rule_job_cluster, rule_job_limits, rule_runtime_env,
                    rule_submitter_security],

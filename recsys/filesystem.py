@@ -7,6 +7,10 @@ ticket cache the way Hadoop clients do. Nothing here dispatches on the scheme it
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import fsspec
 import pyarrow.fs
 from fsspec.implementations.local import LocalFileSystem
@@ -39,3 +43,24 @@ def to_pyarrow(fs: fsspec.AbstractFileSystem) -> pyarrow.fs.FileSystem:
 def join(*parts: str) -> str:
     """Join store path segments with '/' whatever the local OS uses."""
     return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts) if p)
+
+
+@contextmanager
+def new_directory(uri: str, overwrite: bool = False) -> Iterator[tuple[fsspec.AbstractFileSystem, str]]:
+    """A data set written whole or not at all: yields the filesystem and a hidden staging sibling of ``uri`` to
+    write into, renamed to ``uri`` when the block ends and removed if it raises (a reader never sees half a data
+    set, a failed run leaves nothing behind)."""
+    fs, path = resolve(uri)
+    if fs.exists(path) and not overwrite:
+        raise StoreError(f"{uri}: already exists; pass --overwrite to replace it")
+    staging = join(path.rsplit("/", 1)[0] or "/", f".{path.rsplit('/', 1)[-1]}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        fs.makedirs(staging, exist_ok=True)
+        yield fs, staging
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+        fs.mv(staging, path, recursive=True)
+    except BaseException:
+        if fs.exists(staging):
+            fs.rm(staging, recursive=True)
+        raise

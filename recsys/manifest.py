@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MANIFEST_FILE = "manifest.json"
@@ -47,13 +47,12 @@ class Signature(BaseModel):
 
 
 class Metrics(BaseModel):
-    """Held-out metrics of the same job. ``baselines`` holds at least ``markov`` and ``popularity``."""
+    """Held-out metrics of the job that trained a version, next to its baselines' on the same data. Each model
+    records its own fields (``recsys.<model>.metrics``); every model has ``baselines``, by name."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    accuracy_at_4: float = Field(ge=0, le=1)
-    baselines: dict[str, float]
-    test_trips: int = Field(ge=0)
+    baselines: dict[str, float | dict[str, float]]
 
 
 class Manifest(BaseModel):
@@ -67,9 +66,9 @@ class Manifest(BaseModel):
     frameworks: dict[str, str]
     signature: Signature
     vocabulary_sizes: dict[str, int]
-    model: dict[str, object] = Field(description="architecture, as recsys.model.ModelConfig")
+    model: dict[str, object] = Field(description="architecture, as the model's own config type records it")
     training: dict[str, object] = Field(description="hyper-parameters, workers, example counts, timings")
-    metrics: Metrics
+    metrics: SerializeAsAny[Metrics] = Field(description="the model's own metrics type, serialized whole")
     files: dict[str, FileEntry] = Field(description="every file of the version but this manifest, by relative path")
 
     @field_validator("name")

@@ -20,7 +20,6 @@ import datetime as dt
 import json
 import logging
 import sys
-import uuid
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +28,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from recsys import filesystem
-from recsys.errors import RecsysError, StoreError
+from recsys.errors import RecsysError
 from recsys.trips import MIN_TRIP_LENGTH, TRIP_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ class TripsSpec(BaseModel):
 
 
 @dataclass(frozen=True)
-class _World:
+class World:
     city_ids: np.ndarray  # (C,) int64, Booking-like sparse ids
     city_xy: np.ndarray  # (C, 2) map position
     city_type: np.ndarray  # (C,) index into CITY_TYPES
@@ -89,7 +88,7 @@ class _World:
     affiliate_share: np.ndarray  # (A,)
 
 
-def build_world(spec: WorldSpec, seed: int) -> _World:
+def build_world(spec: WorldSpec, seed: int) -> World:
     """The fixed part of the data: geography, popularity and the preferences of bookers and affiliates."""
     rng = np.random.default_rng([seed, 0])
     n_regions = spec.num_regions
@@ -132,7 +131,7 @@ def build_world(spec: WorldSpec, seed: int) -> _World:
     n_affiliates = spec.num_affiliates
     affiliate_ids = rng.choice(np.arange(1, 10_000), size=n_affiliates, replace=False).astype(np.int64)
     affiliate_share = (rng.permutation(n_affiliates) + 1.0) ** -1.0
-    return _World(
+    return World(
         city_ids=city_ids,
         city_xy=city_xy,
         city_type=city_type,
@@ -151,7 +150,7 @@ def build_world(spec: WorldSpec, seed: int) -> _World:
     )
 
 
-def generate_batch(world: _World, spec: WorldSpec, n_trips: int, rng: np.random.Generator,
+def generate_batch(world: World, spec: WorldSpec, n_trips: int, rng: np.random.Generator,
                    first_trip: int) -> pa.Table:
     """``n_trips`` trips as reservation rows in :data:`TRIP_SCHEMA`, ordered by trip then check-in."""
     # About one user in four comes back for a second trip, from the same country and device, as in the real data.
@@ -163,8 +162,8 @@ def generate_batch(world: _World, spec: WorldSpec, n_trips: int, rng: np.random.
     device[returning] = device[np.flatnonzero(returning) - 1]
     affiliate = rng.choice(len(world.affiliate_ids), size=n_trips, p=world.affiliate_share)
     theme_p = world.booker_theme_pref[booker] * _DEVICE_THEME_TILT[device]
-    theme = _sample_rows(rng, np.log(theme_p))
-    region = _sample_rows(rng, np.log(world.booker_region_pref[booker]))
+    theme = sample_rows(rng, np.log(theme_p))
+    region = sample_rows(rng, np.log(world.booker_region_pref[booker]))
     follows_affiliate = rng.random(n_trips) < 0.4
     region = np.where(follows_affiliate, world.affiliate_region[affiliate], region)
     length = MIN_TRIP_LENGTH + np.minimum(rng.geometric(0.35, size=n_trips) - 1, 11)
@@ -194,7 +193,7 @@ def generate_batch(world: _World, spec: WorldSpec, n_trips: int, rng: np.random.
                 cosine = (offset * heading[:, None]).sum(-1) / (dist + 1e-9)
                 score += spec.heading_strength * cosine
         score = np.where(valid & ~visited[active[:, None], safe], score, -np.inf)
-        pick = _sample_rows(rng, score)
+        pick = sample_rows(rng, score)
         dead_end = ~np.isfinite(score[np.arange(len(active)), pick])
         if dead_end.any():  # a small region ran out of unvisited cities: hop to any unvisited city
             for i in np.flatnonzero(dead_end):
@@ -242,18 +241,12 @@ def _to_table(world, rng, path, length, booker, device, affiliate, user, utrip) 
 def write_trips(spec: TripsSpec, uri: str, overwrite: bool = False) -> int:
     """Generate ``spec`` into ``uri`` as ``part-NNNNN.parquet`` files; returns the number of reservations.
 
-    Files are written under a temporary sibling directory that is renamed into place at the end, so a reader
-    never sees half a data set and a failed run leaves nothing behind.
+    Written through :func:`recsys.filesystem.new_directory`: a reader never sees half a data set and a failed run
+    leaves nothing behind.
     """
-    fs, path = filesystem.resolve(uri)
-    if fs.exists(path) and not overwrite:
-        raise StoreError(f"{uri}: already exists; pass --overwrite to replace it")
-    parent = path.rsplit("/", 1)[0] or "/"
-    staging = filesystem.join(parent, f".{path.rsplit('/', 1)[-1]}.tmp-{uuid.uuid4().hex[:8]}")
-    world = build_world(spec.world, spec.seed)
     written = 0
-    try:
-        fs.makedirs(staging, exist_ok=True)
+    with filesystem.new_directory(uri, overwrite) as (fs, staging):
+        world = build_world(spec.world, spec.seed)
         n_files = -(-spec.trips // spec.trips_per_file)
         for index in range(n_files):
             first = index * spec.trips_per_file
@@ -265,17 +258,10 @@ def write_trips(spec: TripsSpec, uri: str, overwrite: bool = False) -> int:
             log.info("trips %d/%d written (%d reservations) to %s", first + count, spec.trips, written, uri)
         with fs.open(filesystem.join(staging, "_generator.json"), "w") as out:
             json.dump({"spec": spec.model_dump(), "reservations": written}, out, indent=2)
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-        fs.mv(staging, path, recursive=True)
-    except BaseException:
-        if fs.exists(staging):
-            fs.rm(staging, recursive=True)
-        raise
     return written
 
 
-def _sample_rows(rng: np.random.Generator, logits: np.ndarray) -> np.ndarray:
+def sample_rows(rng: np.random.Generator, logits: np.ndarray) -> np.ndarray:
     """One categorical draw per row of unnormalised log-weights (Gumbel-max: exact and vectorised)."""
     return np.argmax(logits + rng.gumbel(size=logits.shape), axis=-1)
 

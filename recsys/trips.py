@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from recsys.errors import DataError
+from recsys.tables import check_schema
 
 TRIP_SCHEMA = pa.schema(
     [
@@ -29,25 +29,6 @@ MIN_TRIP_LENGTH = 4
 
 
 def check_trip_schema(schema: pa.Schema, source: str) -> None:
-    """Raise :class:`DataError` naming ``source`` and the first column that does not match :data:`TRIP_SCHEMA`.
-
-    Extra columns are allowed (real exports carry more); missing columns and wrong types are not.
-    """
-    for field in TRIP_SCHEMA:
-        index = schema.get_field_index(field.name)
-        if index < 0:
-            raise DataError(f"{source}: column '{field.name}' is missing; expected columns {TRIP_SCHEMA.names}")
-        actual = schema.field(index).type
-        if not _compatible(actual, field.type):
-            raise DataError(f"{source}: column '{field.name}' has type {actual}, expected {field.type}")
-
-
-def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
-    if actual == expected:
-        return True
-    # Parquet writers differ in integer width and string flavour; the values are what matter.
-    if pa.types.is_integer(expected):
-        return pa.types.is_integer(actual)
-    if pa.types.is_string(expected):
-        return pa.types.is_string(actual) or pa.types.is_large_string(actual)
-    return False
+    """Raise :class:`~recsys.errors.DataError` naming ``source`` and the first column that does not match
+    :data:`TRIP_SCHEMA`."""
+    check_schema(schema, TRIP_SCHEMA, source)

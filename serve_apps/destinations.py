@@ -5,7 +5,7 @@
          -d '{"cities": [8183, 15626], "booker_country": "Elbonia", "device_class": "mobile"}'
 
 What is this model's own: the request and answer bodies, and how a batch of requests becomes one call of the
-destination runtime (:class:`recsys.predictor.DestinationRuntime`) and its output answers. Everything else — loading,
+destination runtime (:class:`recsys.destinations.runtime.DestinationRuntime`) and its output answers. Everything else — loading,
 warm-up, hot swap, batching, isolation of bad rows, statuses, health — is :class:`serve_apps.core.replica.ModelReplica`.
 One deployment is both the HTTP ingress and the model holder, so a request costs one hop (HAProxy or the Serve
 proxy, then the replica).
@@ -14,44 +14,22 @@ proxy, then the replica).
 # No `from __future__ import annotations` here: FastAPI reads the route annotations at runtime, and through
 # @serve.ingress it cannot resolve them from strings (the body would become a query parameter).
 from collections.abc import Sequence
-from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
 
+from recsys.destinations.runtime import MAX_K, DestinationRuntime
 from recsys.loaded_model import LoadedModel
-from recsys.predictor import DestinationRuntime
 from serve_apps.core.errors import documented_responses
-from serve_apps.core.replica import ModelReplica, model_api
+from serve_apps.core.fields import Id, Integer, Text
+from serve_apps.core.http_edge import ingress_api
+from serve_apps.core.replica import ModelReplica
 from serve_apps.core.settings import ReplicaOptions
 from serve_apps.core.status import ModelStatus
 
 MAX_BATCH_REQUESTS = 1024
 MAX_TRIP_CITIES = 200  # the model reads the last few; longer bodies are a client bug or abuse
-# JSON's interoperable integer range (RFC 7493): beyond it, parsers that read numbers as doubles (JavaScript, most
-# JSON Schema validators) see different values than we do. It fits the model's int64 inputs.
-MAX_ID = 2**53 - 1
-
-
-def _json_integer(value: object) -> object:
-    """JSON Schema's integers: 3 and 3.0, not true or "3" (pydantic's lax mode takes those too)."""
-    if isinstance(value, (bool, str, bytes)):
-        raise ValueError(f"must be an integer, got {value!r}")
-    return value
-
-
-def _utf8(value: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise ValueError(f"must be valid UTF-8 text, got a lone surrogate at position {err.start}") from None
-    return value
-
-
-# Constraints before the validator, or the OpenAPI document loses them.
-Id = Annotated[int, Field(ge=0, le=MAX_ID), BeforeValidator(_json_integer)]
-Text = Annotated[str, Field(strict=True, max_length=100), AfterValidator(_utf8)]
 
 
 class RecommendRequest(BaseModel):
@@ -65,8 +43,7 @@ class RecommendRequest(BaseModel):
     booker_country: Text
     device_class: Text
     affiliate_id: Id | None = None
-    k: Annotated[int, Field(ge=1, le=100, description="how many cities to return"),
-                 BeforeValidator(_json_integer)] = 4
+    k: Integer = Field(4, ge=1, le=MAX_K, description="how many cities to return")
 
 
 class RecommendResponse(BaseModel):
@@ -85,9 +62,10 @@ class BatchResponse(BaseModel):
     results: list[RecommendResponse] = Field(description="one result per request, in the same order")
 
 
-api = model_api(title="Destination recommendations",
-                description="Next destinations for a trip in progress, from the model published to the model store.",
-                max_body_bytes=8 << 20)
+api = ingress_api(title="Destination recommendations",
+                  description="Next destinations for a trip in progress, from the model published to the model "
+                              "store.",
+                  max_body_bytes=8 << 20)
 ERRORS = documented_responses(400, 413, 415, 500, 503)
 
 

@@ -35,6 +35,8 @@ from pathlib import Path
 
 RETRY_AFTER_S = 1
 _BIND_ALL = re.compile(r"^(\s*bind\s+)(\*)?:(\d+)", re.MULTILINE)
+_ACL = re.compile(r"^\s*acl\s+(\S+)", re.MULTILINE)
+_BACKEND = re.compile(r"^backend\s+(\S+)", re.MULTILINE)
 _SECTION = re.compile(r"^(global|defaults|frontend|backend|listen|userlist|peers|resolvers)\b")
 _OVERLOADED = json.dumps({"detail": "overloaded: no replica could take this request within the queueing "
                                     "budget; retry"})
@@ -47,6 +49,9 @@ def rewrite(config: str, limits: dict[str, dict[str, int]], loopback: bool, erro
     if loopback:
         config = _BIND_ALL.sub(r"\g<1>127.0.0.1:\3", config)
     limits = {_safe(f"http-{app}"): limit for app, limit in limits.items()}
+    # Serve renders only the applications deployed so far (they start one by one, and a config may list more
+    # than a cluster runs): rules may name only the backends and ACLs this config has.
+    defined = set(_ACL.findall(config)) & {f"is_{name}" for name in _BACKEND.findall(config)}
     out: list[str] = []
     section = ""
     frontend_rules_added = False
@@ -57,7 +62,7 @@ def rewrite(config: str, limits: dict[str, dict[str, int]], loopback: bool, erro
         if section.startswith("defaults") and stripped.startswith("errorfile 503 "):
             line = f"    errorfile 503 {error_file}"
         if section == "frontend http_frontend" and stripped.startswith("use_backend") and not frontend_rules_added:
-            out.extend(_frontend_rules(limits))
+            out.extend(_frontend_rules({b: limit for b, limit in limits.items() if f"is_{b}" in defined}))
             frontend_rules_added = True
         if section.startswith("backend ") and section.split(" ", 1)[1] in limits and \
                 stripped.startswith("timeout queue"):

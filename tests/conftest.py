@@ -25,16 +25,32 @@ import tensorflow as tf  # noqa: E402
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
+from recsys.accommodations.synthetic_searches import write_searches  # noqa: E402
 from recsys.synthetic_trips import write_trips  # noqa: E402
 from tests.hdfs.harness import MiniHdfs  # noqa: E402
 from tests.serving import LOCAL_CONFIG, ServeCluster, free_port  # noqa: E402
-from tests.support import SMOKE_CONFIG, SMOKE_TRIPS, TrainedModel, run_cli  # noqa: E402
+from tests.support import (  # noqa: E402
+    ACCOMMODATIONS_SMOKE_CONFIG,
+    SMOKE_CONFIG,
+    SMOKE_SEARCHES,
+    SMOKE_TRIPS,
+    TrainedModel,
+    run_cli,
+)
 
 
 @pytest.fixture(scope="session")
 def smoke_data(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "trips"
     write_trips(SMOKE_TRIPS, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def smoke_searches(smoke_data, tmp_path_factory) -> Path:
+    """Searches for a quarter of the smoke trips' reservations, as `make bootstrap` generates them."""
+    path = tmp_path_factory.mktemp("data") / "searches"
+    write_searches(str(smoke_data), SMOKE_SEARCHES, str(path))
     return path
 
 
@@ -46,21 +62,31 @@ def short_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def trained_model(smoke_data, tmp_path_factory, short_tmp) -> TrainedModel:
-    """The smoke config trained once for the whole session: 2 Ray Train workers, published to a temp store."""
-    out = tmp_path_factory.mktemp("trained")
-    result = run_cli("training.destinations", "--config", str(SMOKE_CONFIG), env={
-        "DATA_URI": str(smoke_data),
+def train(module: str, config: Path, data: Path, out: Path, ray_tmp: Path) -> TrainedModel:
+    """A training job's real CLI on ``config``, reading ``data`` and publishing to a store under ``out``."""
+    result = run_cli(module, "--config", str(config), env={
+        "DATA_URI": str(data),
         "MODEL_STORE_URI": str(out / "models"),
         "CHECKPOINT_URI": str(out / "checkpoints"),
-        "RAY_TMPDIR": str(short_tmp),
+        "RAY_TMPDIR": str(ray_tmp),
     })
     assert result.returncode == 0, result.stderr[-4000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     return TrainedModel(store_uri=str(out / "models"), name=summary["model"], version=summary["version"],
-                        summary=summary, stdout=result.stdout, output=result.stdout + result.stderr,
-                        data=smoke_data)
+                        summary=summary, stdout=result.stdout, output=result.stdout + result.stderr, data=data)
+
+
+@pytest.fixture(scope="session")
+def trained_model(smoke_data, tmp_path_factory, short_tmp) -> TrainedModel:
+    """The smoke config trained once for the whole session: 2 Ray Train workers, published to a temp store."""
+    return train("training.destinations", SMOKE_CONFIG, smoke_data, tmp_path_factory.mktemp("trained"), short_tmp)
+
+
+@pytest.fixture(scope="session")
+def trained_accommodations(smoke_searches, tmp_path_factory, short_tmp) -> TrainedModel:
+    """The accommodations smoke config trained once for the session, published to a temp store."""
+    return train("training.accommodations", ACCOMMODATIONS_SMOKE_CONFIG, smoke_searches,
+                 tmp_path_factory.mktemp("trained-accommodations"), short_tmp)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import yaml
 
-from recsys.features import Vocabulary
+from recsys.destinations.features import Vocabulary
 from tests.support import ROOT
 
 LOCAL_CONFIG = ROOT / "configs" / "serve" / "local.yaml"
@@ -49,17 +49,31 @@ class ServeCluster:
 
 def serve_config(cluster: ServeCluster, store_uri: str, version: str, args: dict | None = None, replicas: int = 1,
                  **user_config) -> dict:
-    """configs/serve/local.yaml pointed at a test store and port, with one replica (unless asked) so that every
-    request and every status call reaches the same replica."""
+    """The destination application of configs/serve/local.yaml pointed at a test store and port, with one replica
+    (unless asked) so that every request and every status call reaches the same replica."""
+    config = local_config(cluster, ["destinations"])
+    point_at(config, "destinations", f"{store_uri}/{NAME}", version, cluster, args, replicas, **user_config)
+    return config
+
+
+def local_config(cluster: ServeCluster, applications: list[str]) -> dict:
+    """configs/serve/local.yaml on the test port, with only ``applications``."""
     config = yaml.safe_load(LOCAL_CONFIG.read_text())
     config["http_options"]["port"] = cluster.http_port
-    application = config["applications"][0]
-    application["args"].update({"cache_dir": str(cluster.work_dir / "model-cache"), "load_attempts": 2,
-                                "load_backoff_s": 0.2, **(args or {})})
-    deployment = application["deployments"][0]
-    deployment["user_config"].update(model_uri=f"{store_uri}/{NAME}", model_version=version, **user_config)
-    deployment["autoscaling_config"].update(min_replicas=replicas, max_replicas=replicas)
+    config["applications"] = [a for a in config["applications"] if a["name"] in applications]
     return config
+
+
+def point_at(config: dict, application: str, model_uri: str, version: str, cluster: ServeCluster,
+             args: dict | None = None, replicas: int = 1, **user_config) -> None:
+    """Point a model application of ``config`` at ``model_uri`` (``<store>/<name>``) and ``version``, with a test
+    cache, quick retries and a fixed number of replicas."""
+    [app] = [a for a in config["applications"] if a["name"] == application]
+    app["args"].update({"cache_dir": str(cluster.work_dir / "model-cache"), "load_attempts": 2,
+                        "load_backoff_s": 0.2, **(args or {})})
+    deployment = app["deployments"][0]
+    deployment["user_config"].update(model_uri=model_uri, model_version=version, **user_config)
+    deployment["autoscaling_config"].update(min_replicas=replicas, max_replicas=replicas)
 
 
 def _serve_cli(cluster: ServeCluster, *args: str) -> None:

@@ -8,11 +8,16 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from recsys.accommodations.synthetic_searches import SearchesSpec
 from recsys.synthetic_trips import TripsSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE_CONFIG = ROOT / "configs" / "train" / "smoke.yaml"
+ACCOMMODATIONS_SMOKE_CONFIG = ROOT / "configs" / "train" / "accommodations-smoke.yaml"
 SMOKE_TRIPS = TripsSpec(trips=20_000, seed=7)  # what `make bootstrap` generates
+SMOKE_SEARCHES = SearchesSpec(fraction=0.25, seed=7)
 
 
 def run_cli(module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 1200) \
@@ -20,6 +25,15 @@ def run_cli(module: str, *args: str, env: dict[str, str] | None = None, timeout:
     """Run ``python -m module args`` the way a user would, from the repository root."""
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def job_config(base: Path, tmp_path: Path, **changes) -> Path:
+    """``base`` with its store and checkpoints under ``tmp_path`` and ``changes`` applied, written there."""
+    settings = yaml.safe_load(base.read_text())
+    settings.update(store_uri=str(tmp_path / "models"), checkpoint_uri=str(tmp_path / "checkpoints"), **changes)
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,14 @@
-"""The training job's settings: one YAML file validated by pydantic, with URI overrides from the environment."""
+"""A training job's settings: one YAML file validated by pydantic, with URI overrides from the environment.
+
+:class:`JobConfig` holds what every job has (where the data, store and checkpoints are, workers, failures); each
+model's job subclasses it with its own ``model`` (architecture) and ``hyperparameters`` types.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import pydantic
 import yaml
@@ -11,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from recsys.errors import ConfigError
 from recsys.manifest import check_name
-from recsys.model import ModelConfig
 
 # Environment variables that override URIs of the file, so one config serves laptops, CI and clusters.
 URI_OVERRIDES = {"DATA_URI": "data_uri", "MODEL_STORE_URI": "store_uri", "CHECKPOINT_URI": "checkpoint_uri"}
@@ -23,17 +27,16 @@ class Hyperparameters(BaseModel):
     epochs: int = Field(ge=1, le=1000)
     batch_size: int = Field(512, ge=1, description="global batch size, split evenly across workers")
     learning_rate: float = Field(2e-3, gt=0, le=1)
-    min_city_count: int = Field(2, ge=1, description="rarer cities share the out-of-vocabulary slot")
     shuffle_buffer: int = Field(20_000, ge=0, description="rows in each worker's local shuffle buffer")
 
 
-class TrainConfig(BaseModel):
+class JobConfig(BaseModel):
     """Everything one training run needs. URIs may be local paths, ``file://`` or ``hdfs://``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_name: str = "destinations"
-    data_uri: str = Field(min_length=1, description="directory of trip Parquet files")
+    model_name: str
+    data_uri: str = Field(min_length=1, description="directory of the training data's Parquet files")
     store_uri: str = Field(min_length=1, description="model store the trained version is published to")
     checkpoint_uri: str = Field(min_length=1, description="Ray Train storage for checkpoints (shared on clusters)")
     seed: int = 0
@@ -41,7 +44,6 @@ class TrainConfig(BaseModel):
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
     max_failures: int = Field(0, ge=0, description="worker-group restarts from the last checkpoint")
-    model: ModelConfig = ModelConfig()
     hyperparameters: Hyperparameters
 
     @field_validator("model_name")
@@ -54,7 +56,10 @@ class TrainConfig(BaseModel):
         return max(1, self.hyperparameters.batch_size // self.num_workers)
 
 
-def load_config(path: Path, environ: Mapping[str, str]) -> TrainConfig:
+C = TypeVar("C", bound=JobConfig)
+
+
+def load_config(path: Path, environ: Mapping[str, str], config_type: type[C]) -> C:
     """Read ``path`` and apply :data:`URI_OVERRIDES` from ``environ``; :class:`ConfigError` names what is wrong."""
     try:
         raw = yaml.safe_load(path.read_text())
@@ -68,6 +73,6 @@ def load_config(path: Path, environ: Mapping[str, str]) -> TrainConfig:
         if environ.get(variable):
             raw[field] = environ[variable]
     try:
-        return TrainConfig.model_validate(raw)
+        return config_type.model_validate(raw)
     except pydantic.ValidationError as err:
         raise ConfigError.from_validation(err, str(path)) from err

@@ -3,205 +3,160 @@
     python -m training.destinations --config configs/train/destinations.yaml
     ray job submit --working-dir . -- python -m training.destinations --config configs/train/destinations.yaml
 
-Steps: check the config, the data and the store (seconds, before anything expensive); build examples with Ray
-Data; fit the popularity and Markov baselines; train with ``TensorflowTrainer`` (checkpoints in Ray Train's
-storage, best by validation accuracy@4); export the best checkpoint as a SavedModel; score it *through its
-serving signature* on held-out trips next to the baselines; publish atomically. The last line printed is one
-JSON object: the version and its metrics. Bad input exits with status 2 and one ``error:`` line.
+The model's part of the shared job (:mod:`training.job`): trips become next-city examples (Ray Data groups
+reservations by trip), the vocabularies of cities, countries, devices and affiliates are fitted on the training
+examples, the popularity and Markov baselines beside them; the network is trained with a softmax over cities and
+selected by validation accuracy@4; the published SavedModel is scored through its signature on held-out trips.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import logging
-import os
-import platform
-import subprocess
 import sys
-import tempfile
-import time
-import uuid
-from collections.abc import Mapping
-from importlib import metadata
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import ray
+import pyarrow as pa
 import ray.data
 import tensorflow as tf
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.tensorflow import TensorflowTrainer
+import tf_keras as keras
+from pydantic import BaseModel, ConfigDict, Field
 
-from recsys import filesystem, signature
-from recsys.artifact_store import ModelStore
-from recsys.baselines import Markov, Popularity, accuracy_at_k
-from recsys.errors import RecsysError
-from recsys.features import LABEL, Vocabulary
-from recsys.manifest import SAVED_MODEL_DIR, Manifest, Metrics
-from recsys.predictor import Predictor
-from training.config import TrainConfig, load_config
-from training.data import TrainingData, TripFiles, find_trip_files, load_training_data
-from training.export import export_checkpoint
-from training.train_loop import METRIC, LoopConfig, train_loop_per_worker
-
-log = logging.getLogger("training.destinations")
+import training  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads Keras)
+from recsys.destinations import signature
+from recsys.destinations.baselines import Markov, Popularity, accuracy_at_k
+from recsys.destinations.features import FEATURES, LABEL, Vocabulary, examples_from_trips
+from recsys.destinations.model import DestinationRecommender, FeatureEncoder, ModelConfig, build_network
+from recsys.destinations.runtime import Predictor
+from recsys.errors import DataError
+from recsys.manifest import VOCABULARY_FILE, Metrics, Signature
+from recsys.splits import TEST, TRAIN, VALIDATION
+from recsys.trips import TRIP_SCHEMA, check_trip_schema
+from training import data, job
+from training.config import Hyperparameters, JobConfig
+from training.data import DataFiles, TrainingData
+from training.task import Task
 
 K = 4
-_WORKER_ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+_ROWS_PER_BLOCK = 250_000
+# Columns the driver keeps of the training examples for the vocabulary and the baselines.
+_DRIVER_COLUMNS = ["history", LABEL, "step", "booker_country", "device_class", "affiliate_id"]
 
 
-def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.destinations", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, type=Path, help="training config YAML")
-    parser.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else start a local Ray)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    started = time.perf_counter()
-    try:
-        config = load_config(args.config, environ)
-        files = find_trip_files(config.data_uri)
-        store = ModelStore(config.store_uri)
-        store.check_writable()
-        start_ray(config, args.address or environ.get("RAY_ADDRESS"))
-        try:
-            manifest = train_and_publish(config, files, store, _git_commit(environ))
-        finally:
-            ray.shutdown()
-    except RecsysError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    summary = {"model": manifest.name, "version": manifest.version, "store": store.uri,
-               "metrics": manifest.metrics.model_dump(), "seconds": round(time.perf_counter() - started, 1)}
-    print(json.dumps(summary))
-    return 0
+class DestinationHyperparameters(Hyperparameters):
+    min_city_count: int = Field(2, ge=1, description="rarer cities share the out-of-vocabulary slot")
 
 
-def train_and_publish(config: TrainConfig, files: TripFiles, store: ModelStore, git_commit: str | None) -> Manifest:
-    version = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:4]
-    log.info("training %s version %s from %s (%d reservations)", config.model_name, version, files.uri,
-             files.reservations)
-    data = load_training_data(files, config.model.history_length)
-    vocabulary = Vocabulary.fit(data.train_columns, config.hyperparameters.min_city_count)
-    baselines = _baselines(data)
-    log.info("examples %s; vocabulary %s; baselines accuracy@%d %s", data.counts, vocabulary.sizes(), K, baselines)
+class DestinationsConfig(JobConfig):
+    model_name: str = "destinations"
+    model: ModelConfig = ModelConfig()
+    hyperparameters: DestinationHyperparameters
 
-    trained_at = time.perf_counter()
-    result = make_trainer(config, data, loop_config(config, data, vocabulary),
-                          run_name=f"{config.model_name}-{version}").fit()
-    train_seconds = time.perf_counter() - trained_at
-    best = result.get_best_checkpoint(METRIC, "max")
-    best_metrics = next(m for c, m in result.best_checkpoints if c.path == best.path)
-    log.info("best checkpoint: epoch %d, %s %.4f", best_metrics["epoch"], METRIC, best_metrics[METRIC])
 
-    with tempfile.TemporaryDirectory(prefix="export-") as workdir:
-        with best.as_directory() as checkpoint_dir:
-            export_checkpoint(Path(checkpoint_dir), Path(workdir))
-        predictor = Predictor(Path(workdir) / SAVED_MODEL_DIR)
-        test = data.test
-        top = predictor.predict_in_batches(test["history"], test["booker_country"], test["device_class"],
-                                           test["affiliate_id"], K)
-        accuracy = accuracy_at_k(top, test[LABEL])
-        log.info("held-out accuracy@%d: model %.4f, markov %.4f, popularity %.4f", K, accuracy,
-                 baselines["markov"], baselines["popularity"])
-        manifest = Manifest(
-            name=config.model_name,
-            version=version,
-            created_at=dt.datetime.now(dt.UTC),
-            git_commit=git_commit,
-            frameworks=_frameworks(),
-            signature=signature.describe(),
-            vocabulary_sizes=vocabulary.sizes(),
-            model=config.model.model_dump(),
-            training={
-                "data_uri": files.uri,
-                "hyperparameters": config.hyperparameters.model_dump(),
-                "num_workers": config.num_workers,
-                "use_gpu": config.use_gpu,
-                "seed": config.seed,
-                "best_epoch": best_metrics["epoch"],
-                "examples": data.counts,
-                "examples_per_second": best_metrics["examples_per_second"],
-                "train_seconds": round(train_seconds, 1),
-            },
-            metrics=Metrics(accuracy_at_4=accuracy, baselines=baselines, test_trips=len(test[LABEL]),
-                            validation_accuracy_at_4=best_metrics[METRIC]),
-            files={},
+class DestinationState(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vocabulary: Vocabulary
+
+
+class DestinationMetrics(Metrics):
+    """Held-out accuracy@4 of the model, and of the ``markov`` and ``popularity`` baselines."""
+
+    accuracy_at_4: float = Field(ge=0, le=1)
+    baselines: dict[str, float]
+    test_trips: int = Field(ge=0)
+    validation_accuracy_at_4: float
+
+
+class DestinationTask(Task[DestinationsConfig, DestinationState]):
+    name = "destinations"
+    config_type = DestinationsConfig
+    state_type = DestinationState
+    metric = "accuracy_at_4"
+
+    def check_schema(self, schema: pa.Schema, source: str) -> None:
+        check_trip_schema(schema, source)
+
+    def prepare(self, files: DataFiles, config: DestinationsConfig) -> TrainingData:
+        # Hash-partitioned by trip, so that every trip lies whole in one block; examples are small next to the raw
+        # data and are read every epoch, so they are materialised once.
+        blocks = max(2, -(-files.rows // _ROWS_PER_BLOCK))
+        examples = (
+            data.read(files, TRIP_SCHEMA.names).repartition(blocks, keys=["utrip_id"])
+            .map_batches(examples_from_trips, batch_size=None, batch_format="pyarrow",
+                         fn_kwargs={"history_length": config.model.history_length})
+            .materialize()
         )
-        return store.publish(Path(workdir), manifest)
+        return _split(examples, files)
+
+    def fit_state(self, data: TrainingData, config: DestinationsConfig) -> DestinationState:
+        return DestinationState(vocabulary=Vocabulary.fit(data.driver, config.hyperparameters.min_city_count))
+
+    def baselines(self, data: TrainingData, config: DestinationsConfig) -> dict:
+        train, test = data.driver, data.test
+        markov = Markov(train["history"][:, -1], train[LABEL], K)
+        popularity = Popularity(train[LABEL], K)
+        return {
+            "markov": accuracy_at_k(markov.recommend(test["history"][:, -1]), test[LABEL]),
+            "popularity": accuracy_at_k(popularity.recommend(len(test[LABEL])), test[LABEL]),
+        }
+
+    def build_network(self, config: DestinationsConfig, state: DestinationState) -> keras.Model:
+        return build_network(config.model, state.vocabulary.sizes())
+
+    def compile(self, network: keras.Model, config: DestinationsConfig) -> None:
+        network.compile(
+            optimizer=keras.optimizers.Adam(config.hyperparameters.learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=K, name=self.metric)],
+        )
+
+    def examples(self, rows: dict[str, np.ndarray], for_training: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        return {name: rows[name] for name in FEATURES}, rows[LABEL]
+
+    def encoder(self, state: DestinationState) -> Callable[[dict[str, tf.Tensor], tf.Tensor], tuple]:
+        encoder = FeatureEncoder(state.vocabulary)
+        return lambda features, label: (encoder(features), encoder.city_index(label))
+
+    def export(self, network: keras.Model, config: DestinationsConfig, state: DestinationState, data: TrainingData,
+               out_dir: Path) -> None:
+        DestinationRecommender(network, state.vocabulary, config.model).save(str(out_dir / "saved_model"))
+        # The ids and values the model knows, most frequent first (for clients and example requests).
+        (out_dir / VOCABULARY_FILE).write_text(state.vocabulary.model_dump_json(indent=1))
+
+    def evaluate(self, saved_model_dir: Path, data: TrainingData, config: DestinationsConfig, baselines: dict,
+                 validation: float) -> Metrics:
+        test = data.test
+        top = Predictor(saved_model_dir).predict_in_batches(test["history"], test["booker_country"],
+                                                            test["device_class"], test["affiliate_id"], K)
+        return DestinationMetrics(accuracy_at_4=accuracy_at_k(top, test[LABEL]), baselines=baselines,
+                                  test_trips=len(test[LABEL]), validation_accuracy_at_4=validation)
+
+    def signature(self) -> Signature:
+        return signature.describe()
+
+    def vocabulary_sizes(self, state: DestinationState) -> dict[str, int]:
+        return state.vocabulary.sizes()
 
 
-def _baselines(data: TrainingData) -> dict[str, float]:
-    train, test = data.train_columns, data.test
-    markov = Markov(train["history"][:, -1], train[LABEL], K)
-    popularity = Popularity(train[LABEL], K)
-    return {
-        "markov": accuracy_at_k(markov.recommend(test["history"][:, -1]), test[LABEL]),
-        "popularity": accuracy_at_k(popularity.recommend(len(test[LABEL])), test[LABEL]),
-    }
+def _split(examples: ray.data.Dataset, files: DataFiles) -> TrainingData:
+    model_columns = [*FEATURES, LABEL]
+    train = examples.filter(expr=f"split == '{TRAIN}'")
+    driver = data.to_numpy(train.select_columns(_DRIVER_COLUMNS))
+    if len(driver[LABEL]) == 0:
+        raise DataError(f"{files.uri}: no training examples (trips need at least two reservations)")
+    validation = examples.filter(expr=f"split == '{VALIDATION}' and is_last").select_columns(model_columns) \
+        .materialize()
+    test = data.to_numpy(examples.filter(expr=f"split == '{TEST}' and is_last").select_columns(model_columns))
+    return TrainingData(
+        train=train.select_columns(model_columns).materialize(), validation=validation, driver=driver, test=test,
+        counts={"reservations": files.rows, "train_examples": len(driver[LABEL]),
+                "validation_trips": validation.count(), "test_trips": len(test[LABEL])})
 
 
-def loop_config(config: TrainConfig, data: TrainingData, vocabulary: Vocabulary) -> LoopConfig:
-    """What every worker gets: architecture, hyper-parameters, vocabulary, batch and thread counts."""
-    return LoopConfig(model=config.model, hyperparameters=config.hyperparameters, vocabulary=vocabulary,
-                      per_worker_batch_size=config.per_worker_batch_size,
-                      train_examples=len(data.train_columns[LABEL]),
-                      threads=max(1, int(config.cpus_per_worker)), seed=config.seed)
-
-
-def make_trainer(config: TrainConfig, data: TrainingData, loop: LoopConfig, run_name: str,
-                 keep_checkpoints: int | None = 2) -> TensorflowTrainer:
-    """The Ray Train trainer for ``config``: workers, checkpoint storage (the best ``keep_checkpoints`` by
-    validation accuracy, or all), failure handling, datasets."""
-    fs, storage_path = filesystem.resolve(config.checkpoint_uri)
-    resources = {"CPU": config.cpus_per_worker, **({"GPU": 1} if config.use_gpu else {})}
-    return TensorflowTrainer(
-        train_loop_per_worker=train_loop_per_worker,
-        train_loop_config=loop.model_dump(),
-        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu,
-                                     resources_per_worker=resources),
-        run_config=RunConfig(
-            name=run_name,
-            storage_path=storage_path,
-            storage_filesystem=filesystem.to_pyarrow(fs),
-            checkpoint_config=CheckpointConfig(num_to_keep=keep_checkpoints, checkpoint_score_attribute=METRIC,
-                                               checkpoint_score_order="max"),
-            failure_config=FailureConfig(max_failures=config.max_failures),
-            worker_runtime_env={"env_vars": _WORKER_ENV},
-        ),
-        datasets={"train": data.train, "validation": data.validation},
-    )
-
-
-def start_ray(config: TrainConfig, address: str | None) -> None:
-    """Join ``address`` if given, else start a private local Ray sized for ``config``."""
-    if address:
-        ray.init(address=address, runtime_env={"env_vars": _WORKER_ENV})
-        return
-    # A private local instance ("local" never attaches to someone else's Ray on this machine), with enough
-    # logical CPUs for every worker plus the data tasks that run beside them.
-    needed = config.num_workers * config.cpus_per_worker + 1
-    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(np.ceil(needed))),
-             runtime_env={"env_vars": _WORKER_ENV})
-
-
-def _git_commit(environ: Mapping[str, str]) -> str | None:
-    """The commit the code came from: ``GIT_COMMIT`` (set by the RayJob, whose working_dir has no .git), else
-    the checkout's HEAD."""
-    if environ.get("GIT_COMMIT"):
-        return environ["GIT_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
-def _frameworks() -> dict[str, str]:
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "tf_keras": metadata.version("tf-keras"), "ray": ray.__version__, "numpy": np.__version__}
-
+TASK = DestinationTask()
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The task of the importable module, not of __main__: Ray ships it to the workers by reference.
+    from training.destinations import TASK as task
+    sys.exit(job.main(task))

@@ -1,13 +1,12 @@
-"""What each Ray Train worker runs: MultiWorkerMirroredStrategy over its shard of the examples.
+"""What each Ray Train worker runs, for any model: MultiWorkerMirroredStrategy over its shard of the examples.
 
 Ray Train sets ``TF_CONFIG`` on every worker; the shards come from Ray Data (split evenly, so every worker runs
 the same number of steps, which the strategy's all-reduce needs). Each worker reads its shard into memory once
-and feeds it through ``tf.data`` (reshuffled every epoch), encoding raw features with the same
-:class:`~recsys.model.FeatureEncoder` the exported model carries. Streaming the shard through Ray's ``to_tf``
-generator instead measured 3-4x slower under the strategy on 2 cores; a Booking-sized data set (1M
-reservations) takes ~70 MB per worker this way. Each epoch ends
-with a validation pass and a checkpoint holding the weights plus everything needed to rebuild the network, so a
-restarted worker group resumes where it stopped and the driver can export without re-deriving anything.
+and feeds it through the model's ``tf.data`` pipeline (:meth:`training.task.Task.dataset`, reshuffled every
+epoch). Streaming the shard through Ray's ``to_tf`` generator instead measured 3-4x slower under the strategy on
+2 cores; a Booking-sized data set (1M reservations) takes ~70 MB per worker this way. Each epoch ends with a
+validation pass and a checkpoint holding the weights and the epoch, so a restarted worker group resumes where it
+stopped.
 """
 
 from __future__ import annotations
@@ -23,13 +22,10 @@ import tensorflow as tf
 import tf_keras as keras
 from pydantic import BaseModel, ConfigDict
 
-from recsys.features import FEATURES, LABEL, Vocabulary
-from recsys.model import FeatureEncoder, ModelConfig, build_network
-from training.config import Hyperparameters
+from training.task import Task
 
 WEIGHTS_FILE = "weights.h5"
 STATE_FILE = "training_state.json"
-METRIC = "val_accuracy_at_4"
 
 
 class LoopConfig(BaseModel):
@@ -37,45 +33,44 @@ class LoopConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: ModelConfig
-    hyperparameters: Hyperparameters
-    vocabulary: Vocabulary
+    job: dict  # the task's JobConfig
+    state: dict  # the task's state (vocabularies)
     per_worker_batch_size: int
     train_examples: int
     threads: int
-    seed: int
 
 
-def train_loop_per_worker(raw_config: dict) -> None:
-    config = LoopConfig.model_validate(raw_config)
-    tf.config.threading.set_intra_op_parallelism_threads(config.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(config.threads)
+def validation_metric(task: Task) -> str:
+    return f"val_{task.metric}"
+
+
+def run_worker(task: Task, raw_config: dict) -> None:
+    """The per-worker function (``functools.partial(run_worker, task)``)."""
+    loop = LoopConfig.model_validate(raw_config)
+    config, state = task.config_type.model_validate(loop.job), task.state_type.model_validate(loop.state)
+    tf.config.threading.set_intra_op_parallelism_threads(loop.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(loop.threads)
     keras.utils.set_random_seed(config.seed)
     context = ray.train.get_context()
     chief = context.get_world_rank() == 0
 
     strategy = _strategy()
     with strategy.scope():
-        network = build_network(config.model, config.vocabulary.sizes())
-        network.compile(
-            optimizer=keras.optimizers.Adam(config.hyperparameters.learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=4, name="accuracy_at_4")],
-        )
+        network = task.build_network(config, state)
+        task.compile(network, config)
     first_epoch = _restore(network)
-    encoder = FeatureEncoder(config.vocabulary)
-    batch = config.per_worker_batch_size
+    batch = loop.per_worker_batch_size
     train_rows = _in_memory(ray.train.get_dataset_shard("train"))
     validation_rows = _in_memory(ray.train.get_dataset_shard("validation"))
     # Datasets from a function reach each worker's replica as they are: no re-sharding and no re-batching
     # (a plain dataset would be re-batched across replicas, silently dropping half of every worker's rows).
     train_set = strategy.distribute_datasets_from_function(
-        lambda _: _tf_dataset(train_rows, encoder, batch, config.hyperparameters.shuffle_buffer, config.seed))
+        lambda _: task.dataset(train_rows, config, state, batch, for_training=True))
     validation_set = strategy.distribute_datasets_from_function(
-        lambda _: _tf_dataset(validation_rows, encoder, batch))
+        lambda _: task.dataset(validation_rows, config, state, batch, for_training=False))
     # Shards are equal in size, so every worker runs the same number of steps.
-    train_steps, validation_steps = (max(1, -(-len(rows[LABEL]) // batch)) for rows in (train_rows, validation_rows))
-    epochs = config.hyperparameters.epochs
+    train_steps, validation_steps = (max(1, -(-_length(rows) // batch)) for rows in (train_rows, validation_rows))
+    epochs, metric = config.hyperparameters.epochs, task.metric
 
     for epoch in range(first_epoch, epochs):
         started = time.perf_counter()
@@ -85,21 +80,21 @@ def train_loop_per_worker(raw_config: dict) -> None:
         metrics = {
             "epoch": epoch + 1,
             "loss": float(fit["loss"][-1]),
-            "accuracy_at_4": float(fit["accuracy_at_4"][-1]),
+            metric: float(fit[metric][-1]),
             "val_loss": float(validation["loss"]),
-            METRIC: float(validation["accuracy_at_4"]),
-            "examples_per_second": config.train_examples / train_seconds,
+            validation_metric(task): float(validation[metric]),
+            "examples_per_second": loop.train_examples / train_seconds,
         }
         with tempfile.TemporaryDirectory() as directory:
             # Every worker saves (weight reads may be collective under the strategy); only the chief's is kept.
             network.save_weights(str(Path(directory) / WEIGHTS_FILE))
-            (Path(directory) / STATE_FILE).write_text(json.dumps({"epoch": epoch + 1, "loop": raw_config}))
+            (Path(directory) / STATE_FILE).write_text(json.dumps({"epoch": epoch + 1}))
             checkpoint = ray.train.Checkpoint.from_directory(directory) if chief else None
             ray.train.report(metrics, checkpoint=checkpoint)
         if chief:
-            print(f"epoch {epoch + 1}/{epochs}: loss {metrics['loss']:.4f}, accuracy@4 {metrics['accuracy_at_4']:.4f}, "
-                  f"val accuracy@4 {metrics[METRIC]:.4f}, {metrics['examples_per_second']:,.0f} examples/s",
-                  flush=True)
+            print(f"epoch {epoch + 1}/{epochs}: loss {metrics['loss']:.4f}, {metric} {metrics[metric]:.4f}, "
+                  f"val {metric} {metrics[validation_metric(task)]:.4f}, "
+                  f"{metrics['examples_per_second']:,.0f} examples/s", flush=True)
 
 
 def _strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
@@ -126,15 +121,8 @@ def _restore(network: keras.Model) -> int:
 
 def _in_memory(shard) -> dict[str, np.ndarray]:
     batches = list(shard.iter_batches(batch_size=None, batch_format="numpy"))
-    return {name: np.concatenate([batch[name] for batch in batches]) for name in (*FEATURES, LABEL)}
+    return {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
 
 
-def _tf_dataset(columns: dict[str, np.ndarray], encoder: FeatureEncoder, batch_size: int,
-                shuffle_buffer: int = 0, seed: int = 0) -> tf.data.Dataset:
-    dataset = tf.data.Dataset.from_tensor_slices(({name: columns[name] for name in FEATURES}, columns[LABEL]))
-    if shuffle_buffer:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return (dataset.batch(batch_size)
-            .map(lambda features, label: (encoder(features), encoder.city_index(label)),
-                 num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+def _length(rows: dict[str, np.ndarray]) -> int:
+    return len(next(iter(rows.values())))

@@ -46,6 +46,10 @@ class ModelCallFailed(ServingError):
     """The model itself failed on rows that were valid model inputs."""
 
 
+class DependencyUnavailable(ServingError):
+    """A deployment this one composes did not answer in time, or failed: retry later."""
+
+
 STATUS_CODES: dict[type[Exception], int] = {
     ModelNotReady: 503,
     Overloaded: 503,
@@ -53,6 +57,7 @@ STATUS_CODES: dict[type[Exception], int] = {
     BodyTooLarge: 413,
     InvalidRows: 422,
     ModelCallFailed: 500,
+    DependencyUnavailable: 503,
 }
 
 
@@ -113,7 +118,8 @@ def documented_responses(*codes: int) -> dict[int | str, dict]:
         413: "body larger than the replica accepts",
         415: "unsupported Content-Type",
         500: "a fault of the server",
-        503: "no model loaded yet, or overloaded; retry after the Retry-After header's seconds",
+        503: "no model loaded yet, overloaded, or a model it needs unavailable; retry after the Retry-After "
+             "header's seconds",
     }
     responses: dict[int | str, dict] = {}
     for code in codes:

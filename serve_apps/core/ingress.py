@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from serve_apps.core.settings import ReplicaOptions
+from serve_apps.core.settings import IngressOptions
 
 WRAPPER = Path(__file__).resolve().parent.parent / "haproxy_wrapper.py"
 # HAProxy refuses a stats socket path over 97 bytes, and Serve puts it at <run dir>/<56-hex node id>/admin.sock.
@@ -34,7 +34,7 @@ def haproxy_limits(serve_config: dict) -> dict[str, dict[str, int]]:
     for application in serve_config.get("applications", []):
         deployments = application.get("deployments") or [{}]
         ingress = deployments[0]
-        options = ReplicaOptions.model_validate(application.get("args") or {})
+        options = IngressOptions.model_validate(application.get("args") or {})
         limits[application["name"]] = {
             "maxconn": int(ingress.get("max_ongoing_requests", 0)),
             "queue_ms": options.queue_budget_ms,

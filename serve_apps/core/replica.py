@@ -2,7 +2,7 @@
 function from a batch of requests to answers.
 
 A model deployment is a class that extends :class:`ModelReplica`, is decorated with ``@serve.deployment`` and
-``@serve.ingress(api)`` (``api`` from :func:`model_api`), and implements :meth:`ModelReplica.predict`. The base:
+``@serve.ingress(api)`` (``api`` from :func:`serve_apps.core.http_edge.ingress_api`), and implements :meth:`ModelReplica.predict`. The base:
 
 * loads the model in ``reconfigure`` from the deployment's ``user_config`` (:class:`ModelSettings`) through a
   :class:`~serve_apps.core.slot.ModelSlot`: fetched, verified, loaded and warmed up before Serve routes any
@@ -26,15 +26,14 @@ from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 import ray
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from pydantic import BaseModel
 from ray import serve
 
 from recsys.loaded_model import LoadedModel, OpenRuntime, R
-from serve_apps.core import errors, gpu
+from serve_apps.core import gpu
 from serve_apps.core.errors import InvalidRows, ModelCallFailed, ModelNotReady
-from serve_apps.core.deadline import EnforceQueueBudget, QueueBudget, deadline
-from serve_apps.core.media_types import require_media_type
+from serve_apps.core.deadline import QueueBudget, deadline
 from serve_apps.core.lane import InferenceLane
 from serve_apps.core.settings import ModelSettings, ReplicaOptions
 from serve_apps.core.slot import ModelSlot
@@ -47,16 +46,6 @@ Answer = TypeVar("Answer", bound=BaseModel)
 # What a caller's bad data raises while it becomes model inputs or meets the model: their fault, 422.
 DATA_ERRORS = (ValueError, TypeError, OverflowError)
 MANIFEST_SUMMARY = {"created_at", "git_commit", "metrics", "vocabulary_sizes", "model", "frameworks"}
-
-
-def model_api(title: str, description: str, max_body_bytes: int) -> FastAPI:
-    """The FastAPI app of a model deployment: the queueing budget (503, before anything else), a body size limit
-    (413), 415 for bodies it does not read, and the error handlers."""
-    api = FastAPI(title=title, version="1", description=description, max_body_size=max_body_bytes,
-                  dependencies=[Depends(require_media_type)])
-    errors.install(api)
-    api.add_middleware(EnforceQueueBudget)
-    return api
 
 
 def _rows(chunks: list[list]) -> int:

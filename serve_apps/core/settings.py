@@ -3,6 +3,7 @@
 :class:`ModelSettings` is a deployment's ``user_config``: Serve hands it to ``reconfigure`` on start and on every
 change (``serve deploy``, a RayService ``serveConfigV2`` edit), so the model version and the batching knobs change
 without restarting replicas. :class:`ReplicaOptions` are the application's ``args``: fixed for a replica's life.
+:class:`IngressOptions` is the part of them every application has, model or not.
 """
 
 from __future__ import annotations
@@ -45,12 +46,35 @@ class ModelSettings(BaseModel):
         return split_model_uri(self.model_uri)[1]
 
 
-class ReplicaOptions(LoadOptions):
-    """The application's ``args`` in a Serve config file."""
+class IngressOptions(BaseModel):
+    """What every application's ``args`` say about its HTTP edge (HAProxy reads it too:
+    :func:`serve_apps.core.ingress.haproxy_limits`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    queue_budget_ms: int = Field(100, ge=1, le=60_000, description="longest a request may wait before a replica "
+                                                                    "takes it up; later: 503 with Retry-After")
+
+
+class ReplicaOptions(LoadOptions, IngressOptions):
+    """A model application's ``args`` in a Serve config file."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     gpu_memory_mib: int | None = Field(None, gt=0, description="memory of one GPU; probed with nvidia-smi if unset")
     gpu_context_mib: int = Field(512, ge=0, description="per-process CUDA overhead outside TensorFlow's allocator")
-    queue_budget_ms: int = Field(100, ge=1, le=60_000, description="longest a request may wait before a replica "
-                                                                    "takes it up; later: 503 with Retry-After")
+
+
+class TripsOptions(IngressOptions):
+    """The trips application's ``args`` (:mod:`serve_apps.trips`): where the model deployments it composes are and
+    how long each call may take."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    destinations_app: str = "destinations"
+    destinations_deployment: str = "Destinations"
+    accommodations_app: str = "accommodations"
+    accommodations_deployment: str = "Accommodations"
+    destinations_timeout_ms: int = Field(500, ge=1, le=60_000, description="longer: 503 with Retry-After")
+    accommodations_timeout_ms: int = Field(250, ge=1, le=60_000,
+                                           description="longer: destinations answered without properties")

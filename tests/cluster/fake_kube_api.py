@@ -100,7 +100,7 @@ class FakeKubeApi:
                     return self._crd(crd["name"])
                 item = _ITEM.match(url.path)
                 if item is None:
-                    return self._status(404, "NotFound", f"the server could not find the requested resource")
+                    return self._status(404, "NotFound", "the server could not find the requested resource")
                 query = parse_qs(url.query)
                 if self.command == "GET" and item["name"] is None:
                     collection = url.path

@@ -28,7 +28,7 @@ def test_render_prints_the_manifests_as_multi_document_yaml(capsys, env):
     code, out, _ = run(capsys, "render", env, "--commit", COMMIT)
     assert code == 0
     assert [d["kind"] for d in yaml.safe_load_all(out)] == ["Namespace", "ConfigMap", "NetworkPolicy", "RayService",
-                                                           "RayJob", "RayCluster"]
+                                                           "RayJob", "RayJob", "RayCluster"]
 
 
 def test_render_pins_the_checkout_commit_by_default():
@@ -43,7 +43,7 @@ def test_render_pins_the_checkout_commit_by_default():
 def test_validate_accepts_both_environments(capsys, env):
     code, out, _ = run(capsys, "validate", env, "--commit", COMMIT, "--crd-dir", str(CRD_DIR))
     assert code == 0
-    assert out.strip() == f"{env}: 6 objects valid (KubeRay CRDs from {CRD_DIR}, Kubernetes 1.32.0)"
+    assert out.strip() == f"{env}: 7 objects valid (KubeRay CRDs from {CRD_DIR}, Kubernetes 1.32.0)"
 
 
 def test_validate_lists_every_problem_and_exits_1(capsys, tmp_path):
@@ -107,22 +107,34 @@ def test_submit_training_follows_the_job_to_success_with_a_fake_api_server(capsy
             "jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}}},
         {"type": "MODIFIED", "object": {"metadata": {"name": "x"}, "status": RAYJOB_DONE}},
     ]
-    code, out, _ = run(capsys, "submit-training", "prod", "--commit", COMMIT, "--wait", "30",
-                       "--kubeconfig", str(fake_api.kubeconfig(tmp_path)))
+    code, out, _ = run(capsys, "submit-training", "prod", "--model", "destinations", "--commit", COMMIT, "--wait",
+                       "30", "--kubeconfig", str(fake_api.kubeconfig(tmp_path)))
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith(f"submitted RayJob/destinations-train-{COMMIT[:7]}-")
+    assert lines[0].startswith("submitted RayJob/destinations-train-destinations-")
     assert lines[-1].endswith("Complete / job SUCCEEDED: Job finished successfully.")
     [job] = [o for p, o in fake_api.objects.items() if "/rayjobs/" in p]
-    assert job["spec"]["entrypoint"].endswith("--config configs/train/destinations-gpu.yaml")
+    assert job["spec"]["entrypoint"] == "python -m training.destinations --config configs/train/destinations-gpu.yaml"
+    assert job["metadata"]["labels"]["recsys.travel.example/commit"] == COMMIT
+
+
+def test_submit_training_starts_a_job_per_model_by_default_and_refuses_an_unknown_one(capsys, fake_api, tmp_path):
+    code, out, _ = run(capsys, "submit-training", "prod", "--commit", COMMIT,
+                       "--kubeconfig", str(fake_api.kubeconfig(tmp_path)))
+    assert code == 0
+    jobs = sorted(o["spec"]["entrypoint"].split()[2] for p, o in fake_api.objects.items() if "/rayjobs/" in p)
+    assert jobs == ["training.accommodations", "training.destinations"]
+    code, _, err = run(capsys, "submit-training", "prod", "--model", "hotels", "--commit", COMMIT,
+                       "--kubeconfig", str(fake_api.kubeconfig(tmp_path)))
+    assert code == 2 and "--model hotels: not a training job of prod" in err
 
 
 def test_a_failed_training_job_exits_1_with_a_fake_api_server(capsys, fake_api, tmp_path):
     fake_api.watch_events[f"/apis/ray.io/v1/namespaces/{NS}/rayjobs"] = [
         {"type": "MODIFIED", "object": {"metadata": {"name": "x"}, "status": {
             "jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "message": "error: data path does not exist"}}}]
-    code, out, _ = run(capsys, "submit-training", "prod", "--commit", COMMIT, "--wait", "30",
-                       "--kubeconfig", str(fake_api.kubeconfig(tmp_path)))
+    code, out, _ = run(capsys, "submit-training", "prod", "--model", "accommodations", "--commit", COMMIT, "--wait",
+                       "30", "--kubeconfig", str(fake_api.kubeconfig(tmp_path)))
     assert code == 1 and out.splitlines()[-1].endswith("Failed / job FAILED: error: data path does not exist")
 
 

@@ -18,7 +18,8 @@ from cluster.resources import RAY_CLUSTER, RAY_JOB, RAY_SERVICE
 from tests.cluster.conftest import COMMIT
 
 ENV = environments.load("prod")
-OBJECTS = {obj["kind"]: obj for obj in manifests.render(ENV, COMMIT)}
+OBJECTS = {**{obj["kind"]: obj for obj in manifests.render(ENV, COMMIT)},
+           "RayJob": manifests.ray_job(ENV, "destinations", COMMIT)}
 NS = ENV.namespace
 SERVICE_PATH = f"/apis/ray.io/v1/namespaces/{NS}/rayservices/destinations"
 
@@ -72,7 +73,7 @@ def test_apply_is_a_server_side_apply_of_the_rendered_object(fake_api, kube):
     ("ConfigMap", f"/api/v1/namespaces/{NS}/configmaps/destinations-hadoop-conf"),
     ("NetworkPolicy", f"/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/destinations-ray"),
     ("RayCluster", f"/apis/ray.io/v1/namespaces/{NS}/rayclusters/destinations-interactive"),
-    ("RayJob", f"/apis/ray.io/v1/namespaces/{NS}/rayjobs/destinations-train-0123456"),
+    ("RayJob", f"/apis/ray.io/v1/namespaces/{NS}/rayjobs/destinations-train-destinations-0123456"),
 ])
 def test_every_rendered_kind_is_applied_at_its_endpoint(fake_api, kube, kind, path):
     kube.apply(OBJECTS[kind])
@@ -157,8 +158,8 @@ def test_the_auth_secret_is_created_once_with_a_random_token(fake_api, kube):
 
 def test_list_and_delete(fake_api, kube):
     kube.apply(OBJECTS["RayJob"])
-    assert [j["metadata"]["name"] for j in kube.list(RAY_JOB, NS)] == ["destinations-train-0123456"]
-    kube.delete(RAY_JOB, "destinations-train-0123456", NS)
+    assert [j["metadata"]["name"] for j in kube.list(RAY_JOB, NS)] == ["destinations-train-destinations-0123456"]
+    kube.delete(RAY_JOB, "destinations-train-destinations-0123456", NS)
     assert kube.list(RAY_JOB, NS) == []
     delete = [r for r in fake_api.requests if r.method == "DELETE"][0]
     assert delete.query.get("propagationPolicy") == ["Foreground"] or delete.body.get("propagationPolicy") == "Foreground"

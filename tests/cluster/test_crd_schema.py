@@ -9,9 +9,8 @@ import pytest
 from cluster import environments, manifests
 from cluster.crd_schema import CrdSchemas, admit
 from cluster.errors import ClusterError
-from tests.cluster.conftest import COMMIT
 
-CLUSTER = manifests.render(environments.load("dev"), COMMIT)[5]
+CLUSTER = manifests.ray_cluster(environments.load("dev"))
 
 
 def test_defaults_are_applied_as_the_api_server_does(schemas):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -10,6 +12,8 @@ from recsys.errors import ConfigError
 from tests.cluster.conftest import COMMIT
 from tests.support import ROOT
 from training.config import load_config
+from training.accommodations import AccommodationsConfig
+from training.destinations import DestinationsConfig
 
 
 def _by_kind(objects: list[dict]) -> dict[str, dict]:
@@ -29,7 +33,7 @@ def _pod_specs(obj: dict) -> list[tuple[str, dict]]:
 
 def test_every_environment_renders_the_same_kinds_in_apply_order(env):
     kinds = [obj["kind"] for obj in manifests.render(env, COMMIT)]
-    assert kinds == ["Namespace", "ConfigMap", "NetworkPolicy", "RayService", "RayJob", "RayCluster"]
+    assert kinds == ["Namespace", "ConfigMap", "NetworkPolicy", "RayService", "RayJob", "RayJob", "RayCluster"]
     assert all(obj["metadata"].get("namespace", env.namespace) == env.namespace
                for obj in manifests.render(env, COMMIT))
 
@@ -57,10 +61,22 @@ def _get(config, dotted: str):
     return config
 
 
-def test_a_model_version_can_be_pinned_at_render_time():
-    service = _by_kind(manifests.render(environments.load("prod"), COMMIT, model_version="20261129T204104Z-100c"))
+def test_each_model_version_can_be_pinned_at_render_time():
+    service = _by_kind(manifests.render(environments.load("prod"), COMMIT,
+                                        {"accommodations": "20261129T204104Z-100c"}))
     config = yaml.safe_load(service["RayService"]["spec"]["serveConfigV2"])
-    assert config["applications"][0]["deployments"][0]["user_config"]["model_version"] == "20261129T204104Z-100c"
+    versions = {a["name"]: a["deployments"][0].get("user_config", {}).get("model_version")
+                for a in config["applications"]}
+    assert versions == {"destinations": "latest", "accommodations": "20261129T204104Z-100c", "trips": None}
+
+
+@pytest.mark.parametrize(("pin", "message"), [
+    ({"flights": "v1"}, "no application of configs/serve/production.yaml serves a model named 'flights'"),
+    ({"destinations": "../v1"}, "model_version must match"),
+])
+def test_a_bad_model_version_pin_is_refused(pin, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        manifests.render(environments.load("prod"), COMMIT, pin)
 
 
 def test_an_unknown_serve_setting_is_refused(tmp_path):
@@ -113,23 +129,34 @@ def test_head_advertises_no_gpus_and_gpu_workers_are_isolated():
     assert service["spec"]["upgradeStrategy"] == {"type": "NewCluster"}
 
 
-def test_the_training_job_runs_pinned_code_with_the_training_config(env):
-    job = _by_kind(manifests.render(env, COMMIT))["RayJob"]
-    spec = job["spec"]
-    assert spec["entrypoint"] == f"python -m training.destinations --config {env.training.config}"
-    runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
-    assert runtime_env["working_dir"] == env.training.code_archive.format(commit=COMMIT)
-    assert runtime_env["env_vars"]["GIT_COMMIT"] == COMMIT
-    assert runtime_env["env_vars"]["DATA_URI"] == env.training.data_uri
-    assert spec["shutdownAfterJobFinishes"] is True
-    assert spec["ttlSecondsAfterFinished"] == env.training.ttl_seconds_after_finished
-    assert spec["activeDeadlineSeconds"] == env.training.active_deadline_seconds
-    assert job["metadata"]["name"] == f"{env.name}-train-{COMMIT[:7]}"
+def _jobs(env) -> dict[str, dict]:
+    return {job["metadata"]["labels"]["recsys.travel.example/model"]: job
+            for job in manifests.render(env, COMMIT) if job["kind"] == "RayJob"}
 
 
-def test_the_training_cluster_has_a_worker_for_every_training_worker(env):
-    job = _by_kind(manifests.render(env, COMMIT))["RayJob"]
-    training = load_config(ROOT / env.training.config, environ={})
+def test_each_model_has_a_training_job_running_pinned_code_with_its_training_config(env):
+    jobs = _jobs(env)
+    assert set(jobs) == set(env.training.jobs) == {"destinations", "accommodations"}
+    for model, job in jobs.items():
+        spec = job["spec"]
+        assert spec["entrypoint"] == f"python -m training.{model} --config {env.training.jobs[model].config}"
+        runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
+        assert runtime_env["working_dir"] == env.training.code_archive.format(commit=COMMIT)
+        assert runtime_env["env_vars"]["GIT_COMMIT"] == COMMIT
+        assert runtime_env["env_vars"]["DATA_URI"] == env.training.jobs[model].data_uri
+        assert runtime_env["env_vars"]["MODEL_STORE_URI"] == env.training.store_uri
+        assert spec["shutdownAfterJobFinishes"] is True
+        assert spec["ttlSecondsAfterFinished"] == env.training.ttl_seconds_after_finished
+        assert spec["activeDeadlineSeconds"] == env.training.active_deadline_seconds
+        assert job["metadata"]["name"] == f"{env.name}-train-{model}-{COMMIT[:7]}"
+
+
+@pytest.mark.parametrize("model", ["destinations", "accommodations"])
+def test_the_training_cluster_has_a_worker_for_every_training_worker(env, model):
+    job = _jobs(env)[model]
+    config_type = {"destinations": DestinationsConfig, "accommodations": AccommodationsConfig}[model]
+    training = load_config(ROOT / env.training.jobs[model].config, {}, config_type)
+    assert training.model_name == model
     [workers] = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
     assert workers["minReplicas"] >= training.num_workers
     gpus = workers["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu")

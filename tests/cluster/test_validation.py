@@ -137,6 +137,15 @@ def job(change):
     return changed("RayJob", change)
 
 
+def serve_edit(edit):
+    """A change to the RayService's Serve config: ``edit`` mutates it as a dict."""
+    def change(obj: dict) -> None:
+        config = yaml.safe_load(obj["spec"]["serveConfigV2"])
+        edit({a["name"]: a for a in config["applications"]})
+        obj["spec"]["serveConfigV2"] = yaml.safe_dump(config)
+    return change
+
+
 OBJECT_CASES = [
     ("name-length", "RayService", validation.rule_name,
      lambda o: o["metadata"].update(name="d" * 48),
@@ -170,6 +179,29 @@ OBJECT_CASES = [
          "target_ongoing_requests: 32", "target_ongoing_requests: 64")),
      "spec.serveConfigV2.applications.destinations.deployments.Destinations.autoscaling_config."
      "target_ongoing_requests: must be below max_ongoing_requests (64), got 64; lower the target or raise the limit"),
+    ("serve-import-path", "RayService", validation.rule_serve_applications,
+     serve_edit(lambda apps: apps["trips"].update(import_path="serve_apps.trip:app")),
+     "spec.serveConfigV2.applications.trips.import_path: not an application of this project, got "
+     "'serve_apps.trip:app'; use one of serve_apps.accommodations:app, serve_apps.destinations:app, "
+     "serve_apps.trips:app"),
+    ("serve-model-args", "RayService", validation.rule_serve_applications,
+     serve_edit(lambda apps: apps["accommodations"]["args"].update(queue_budget=100)),
+     "spec.serveConfigV2.applications.accommodations.args.queue_budget: Extra inputs are not permitted, got 100; "
+     "fix the Serve config"),
+    ("serve-user-config", "RayService", validation.rule_serve_applications,
+     serve_edit(lambda apps: apps["destinations"]["deployments"][0]["user_config"].update(max_batch_size=0)),
+     "spec.serveConfigV2.applications.destinations.deployments.Destinations.user_config.max_batch_size: Input "
+     "should be greater than or equal to 1, got 0; fix the Serve config"),
+    ("serve-composed-app", "RayService", validation.rule_serve_applications,
+     serve_edit(lambda apps: apps["trips"]["args"].update(accommodations_app="hotels")),
+     "spec.serveConfigV2.applications.trips.args.accommodations_app: no application of that name in this "
+     "config, got 'hotels'; name one of accommodations, destinations, trips"),
+    ("serve-gpus-fit", "RayService", validation.rule_serve_gpus_fit_the_cluster,
+     serve_edit(lambda apps: apps["accommodations"]["deployments"][0]["autoscaling_config"].update(
+         max_replicas=8)),
+     "spec.serveConfigV2: replicas at their max_replicas need 6 GPUs (destinations.Destinations 2, "
+     "accommodations.Accommodations 4), the worker groups have at most 4; lower max_replicas or num_gpus, or add "
+     "GPU workers"),
     ("deletion-delay", "RayService", validation.rule_deletion_delay,
      lambda o: o["spec"].update(rayClusterDeletionDelaySeconds=-5),
      "spec.rayClusterDeletionDelaySeconds: must be non-negative, got -5; use 0 or more"),

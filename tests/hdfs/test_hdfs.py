@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -14,9 +15,13 @@ import yaml
 from recsys import filesystem
 from recsys.artifact_store import ModelStore
 from recsys.errors import ArtifactCorrupt
-from recsys.features import Vocabulary
+from recsys.destinations.features import Vocabulary
 from recsys.manifest import SAVED_MODEL_DIR, VOCABULARY_FILE
-from recsys.predictor import Predictor
+from recsys.destinations.runtime import Predictor
+from recsys.accommodations.catalogue import CATALOGUE_FILE
+from recsys.accommodations.features import lists_from_searches
+from recsys.accommodations.runtime import Ranker
+from recsys.accommodations.synthetic_searches import write_searches
 from recsys.synthetic_trips import TripsSpec, write_trips
 from tests.recsys.test_artifact_store import artifact, manifest
 from tests.serving import (
@@ -29,25 +34,36 @@ from tests.serving import (
     serve_shutdown,
     wait_for,
 )
-from tests.support import SMOKE_CONFIG, run_cli
+from tests.support import ACCOMMODATIONS_SMOKE_CONFIG, SMOKE_CONFIG, SMOKE_SEARCHES, run_cli
 
 pytestmark = pytest.mark.hdfs
 
 
 @pytest.fixture(scope="module")
-def hdfs_trained(hdfs, tmp_path_factory, short_tmp) -> dict:
-    """Trips generated into HDFS, trained from HDFS with checkpoints on HDFS, published to HDFS."""
+def hdfs_trips(hdfs) -> str:
     data = f"{hdfs.uri}/data/trips"
     write_trips(TripsSpec(trips=5000, seed=3), data)
-    settings = yaml.safe_load(SMOKE_CONFIG.read_text())
+    return data
+
+
+def train_on_hdfs(hdfs, module: str, smoke_config: Path, data: str, tmp_path: Path, ray_tmp: Path) -> dict:
+    """The job's CLI reading ``data`` from HDFS, checkpointing to and publishing to HDFS, for 2 epochs."""
+    settings = yaml.safe_load(smoke_config.read_text())
     settings["hyperparameters"]["epochs"] = 2
-    config = tmp_path_factory.mktemp("hdfs-train") / "train.yaml"
+    config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump(settings))
-    result = run_cli("training.destinations", "--config", str(config), env={
+    result = run_cli(module, "--config", str(config), env={
         "DATA_URI": data, "MODEL_STORE_URI": f"{hdfs.uri}/models", "CHECKPOINT_URI": f"{hdfs.uri}/checkpoints",
-        "RAY_TMPDIR": str(short_tmp)})
+        "RAY_TMPDIR": str(ray_tmp)})
     assert result.returncode == 0, result.stderr[-4000:]
     return {"store": f"{hdfs.uri}/models", "version": json.loads(result.stdout.strip().splitlines()[-1])["version"]}
+
+
+@pytest.fixture(scope="module")
+def hdfs_trained(hdfs, hdfs_trips, tmp_path_factory, short_tmp) -> dict:
+    """Trips generated into HDFS, trained from HDFS with checkpoints on HDFS, published to HDFS."""
+    return train_on_hdfs(hdfs, "training.destinations", SMOKE_CONFIG, hdfs_trips,
+                         tmp_path_factory.mktemp("hdfs-train"), short_tmp)
 
 
 def test_synthetic_trips_are_written_to_hdfs_as_parquet(hdfs):
@@ -69,6 +85,24 @@ def test_training_reads_hdfs_and_publishes_to_hdfs(hdfs, hdfs_trained):
     fs, _ = filesystem.resolve(hdfs.uri)
     checkpoints = fs.ls(f"/checkpoints/destinations-{hdfs_trained['version']}", detail=False)
     assert any(p.rsplit("/", 1)[-1].startswith("checkpoint_") for p in checkpoints)
+
+
+def test_the_ranking_job_reads_searches_from_hdfs_and_publishes_to_hdfs(hdfs, hdfs_trips, tmp_path, short_tmp):
+    searches = f"{hdfs.uri}/data/searches"
+    write_searches(hdfs_trips, SMOKE_SEARCHES, searches)
+    trained = train_on_hdfs(hdfs, "training.accommodations", ACCOMMODATIONS_SMOKE_CONFIG, searches, tmp_path,
+                            short_tmp)
+    store = ModelStore(trained["store"])
+    assert store.resolve("accommodations") == trained["version"]
+    local = store.fetch("accommodations", trained["version"], tmp_path / "cache")
+    assert local.manifest.training["data_uri"] == searches and (local.path / CATALOGUE_FILE).exists()
+    fs, _ = filesystem.resolve(hdfs.uri)
+    assert any(p.rsplit("/", 1)[-1].startswith("checkpoint_")
+               for p in fs.ls(f"/checkpoints/accommodations-{trained['version']}", detail=False))
+    with fs.open("/data/searches/part-00000.parquet", "rb") as f:
+        lists = lists_from_searches(pq.read_table(f), local.manifest.model["list_size"])
+    scores = Ranker(local.path / SAVED_MODEL_DIR).score_shown({name: values[:50] for name, values in lists.items()})
+    assert np.isfinite(scores[lists["prop_id"][:50] != 0]).all()
 
 
 def test_a_replica_loads_its_model_from_hdfs_and_answers(serve_cluster, hdfs_trained):

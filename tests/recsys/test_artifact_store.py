@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys import signature
+from recsys.destinations import signature
 from recsys.artifact_store import ModelStore
 from recsys.errors import ArtifactCorrupt, ArtifactNotFound, StoreError, StoreUnavailable
 from recsys.manifest import Manifest, Metrics

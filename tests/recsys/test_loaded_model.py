@@ -8,14 +8,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from recsys import signature
+from recsys.destinations import signature
 from recsys.artifact_store import ModelStore
 from recsys.errors import ArtifactNotFound, ModelContractError, StoreUnavailable
-from recsys.features import Vocabulary
+from recsys.destinations.features import Vocabulary
 from recsys.loaded_model import LoadCancelled, LoadOptions, batch_shapes, load
 from recsys.manifest import Manifest, Metrics
-from recsys.model import DestinationRecommender, ModelConfig, build_network
-from recsys.predictor import DestinationRuntime
+from recsys.destinations.model import DestinationRecommender, ModelConfig, build_network
+from recsys.destinations.runtime import DestinationRuntime
 
 VOCABULARY = Vocabulary(cities=list(range(101, 131)), booker_countries=["Elbonia"], device_classes=["mobile"],
                         affiliates=[7])

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys import synthetic_trips
-from recsys.baselines import Markov, Popularity, accuracy_at_k
+from recsys.destinations.baselines import Markov, Popularity, accuracy_at_k
 from recsys.errors import StoreError
-from recsys.features import examples_from_trips
+from recsys.destinations.features import examples_from_trips
 from recsys.synthetic_trips import CITY_TYPES, TripsSpec, WorldSpec, build_world, write_trips
 from recsys.trips import MIN_TRIP_LENGTH, TRIP_SCHEMA
 

@@ -15,7 +15,7 @@ import pytest
 
 from recsys.artifact_store import ModelStore
 from recsys.manifest import SAVED_MODEL_DIR
-from recsys.predictor import Predictor, pad_trips
+from recsys.destinations.runtime import Predictor, pad_trips
 from tests.serving import (
     NAME,
     deploy_version,

@@ -75,7 +75,17 @@ def test_an_app_without_limits_is_left_as_ray_renders_it(tmp_path):
     assert "maxconn 32" not in config and "timeout queue" not in config and "avg_queue" not in config
 
 
-@pytest.mark.parametrize("limits", [LIMITS, {}], ids=["with-limits", "without"])
+def test_limits_of_applications_not_deployed_yet_name_no_backend(tmp_path):
+    # Serve renders the applications as they come up: the config lists all three, HAProxy's has one so far.
+    limits = {**LIMITS, "accommodations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32}}
+    config = rewritten(tmp_path, limits=limits)
+    assert "is_http-destinations { avg_queue" in config and "accommodations" not in config
+
+
+NOT_DEPLOYED = {**LIMITS, "trips": {"maxconn": 8, "queue_ms": 50, "maxqueue": 8}}
+
+
+@pytest.mark.parametrize("limits", [LIMITS, {}, NOT_DEPLOYED], ids=["with-limits", "without", "not-deployed"])
 def test_haproxy_accepts_the_rewritten_config(tmp_path, limits):
     path = tmp_path / "haproxy.cfg"
     config = haproxy_wrapper.rewrite(RAY_CONFIG, limits, True, tmp_path / "503.http", "127.0.0.1:5140")

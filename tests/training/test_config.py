@@ -6,9 +6,15 @@ import pytest
 import yaml
 
 from recsys.errors import ConfigError
-from training.config import load_config
+from training.config import load_config as load
+from training.destinations import DestinationsConfig
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_config(path: Path, environ: dict):
+    return load(path, environ, DestinationsConfig)
+
 VALID = {
     "data_uri": "data/trips",
     "store_uri": "hdfs://namenode:8020/models",

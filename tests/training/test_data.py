@@ -9,34 +9,35 @@ import pytest
 from recsys.errors import DataError
 from recsys.synthetic_trips import TripsSpec, write_trips
 from recsys.trips import TRIP_SCHEMA
-from training.data import find_trip_files
+from recsys.trips import check_trip_schema
+from training.data import find_parquet_files
 
 
 def test_finds_every_part_and_counts_reservations(tmp_path):
     write_trips(TripsSpec(trips=50, trips_per_file=20), str(tmp_path / "trips"))
-    files = find_trip_files(str(tmp_path / "trips"))
+    files = find_parquet_files(str(tmp_path / "trips"), check_trip_schema)
     assert [p.rsplit("/", 1)[-1] for p in files.paths] == ["part-00000.parquet", "part-00001.parquet",
                                                           "part-00002.parquet"]
-    assert files.reservations == pq.read_table(tmp_path / "trips").num_rows
+    assert files.rows == pq.read_table(tmp_path / "trips").num_rows
 
 
 def test_a_missing_path_is_reported(tmp_path):
     with pytest.raises(DataError, match=r"nowhere: data path does not exist"):
-        find_trip_files(str(tmp_path / "nowhere"))
+        find_parquet_files(str(tmp_path / "nowhere"), check_trip_schema)
 
 
 def test_a_path_without_parquet_is_reported(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("hello")
     with pytest.raises(DataError, match=r"empty: no .parquet files under this path"):
-        find_trip_files(str(tmp_path / "empty"))
+        find_parquet_files(str(tmp_path / "empty"), check_trip_schema)
 
 
 def test_files_without_rows_are_reported(tmp_path):
     (tmp_path / "trips").mkdir()
     pq.write_table(TRIP_SCHEMA.empty_table(), tmp_path / "trips" / "part-0.parquet")
-    with pytest.raises(DataError, match=r"trips: the Parquet files hold no reservations"):
-        find_trip_files(str(tmp_path / "trips"))
+    with pytest.raises(DataError, match=r"trips: the Parquet files hold no rows"):
+        find_parquet_files(str(tmp_path / "trips"), check_trip_schema)
 
 
 @pytest.mark.parametrize(("column", "replacement", "message"), [
@@ -51,11 +52,11 @@ def test_the_wrong_schema_names_the_file_and_column(tmp_path, column, replacemen
     bad = good.remove_column(index) if replacement is None else good.set_column(index, column, replacement)
     pq.write_table(bad, tmp_path / "trips" / "part-00001.parquet")
     with pytest.raises(DataError, match=rf"trips/part-00001.parquet: {re.escape(message)}"):
-        find_trip_files(str(tmp_path / "trips"))
+        find_parquet_files(str(tmp_path / "trips"), check_trip_schema)
 
 
 def test_a_file_that_is_not_parquet_is_named(tmp_path):
     write_trips(TripsSpec(trips=1), str(tmp_path / "trips"))
     (tmp_path / "trips" / "part-00009.parquet").write_bytes(b"definitely not parquet")
     with pytest.raises(DataError, match=r"part-00009.parquet: not a readable Parquet file"):
-        find_trip_files(str(tmp_path / "trips"))
+        find_parquet_files(str(tmp_path / "trips"), check_trip_schema)

@@ -11,12 +11,12 @@ import pytest
 import yaml
 
 from recsys.artifact_store import ModelStore
-from recsys.baselines import accuracy_at_k
-from recsys.features import examples_from_trips
+from recsys.destinations.baselines import accuracy_at_k
+from recsys.destinations.features import examples_from_trips
 from recsys.manifest import SAVED_MODEL_DIR
-from recsys.predictor import Predictor
-from tests.support import SMOKE_CONFIG, run_cli
-from training import destinations
+from recsys.destinations.runtime import Predictor
+from tests.support import SMOKE_CONFIG, job_config, run_cli
+from training import destinations, job
 
 
 def test_training_publishes_a_version_that_beats_both_baselines(trained_model):
@@ -58,14 +58,6 @@ def test_checkpoints_live_in_ray_train_storage(trained_model):
     assert {p.name for p in checkpoints[0].iterdir()} >= {"weights.h5", "training_state.json"}
 
 
-def _config(tmp_path: Path, **changes) -> Path:
-    settings = yaml.safe_load(SMOKE_CONFIG.read_text())
-    settings.update(store_uri=str(tmp_path / "models"), checkpoint_uri=str(tmp_path / "checkpoints"), **changes)
-    path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump(settings))
-    return path
-
-
 def _wrong_schema(tmp_path: Path, smoke_data: Path) -> str:
     table = pq.read_table(smoke_data).slice(0, 100)
     (tmp_path / "wrong").mkdir()
@@ -88,17 +80,17 @@ def test_bad_input_fails_with_one_line_and_publishes_nothing(tmp_path, smoke_dat
     changes = {"data_uri": data or str(smoke_data)}
     if case == "invalid-value":
         changes["hyperparameters"] = {"epochs": 1, "learning_rate": 0}
-    config = _config(tmp_path, **changes)
+    config = job_config(SMOKE_CONFIG, tmp_path, **changes)
     environ = {"MODEL_STORE_URI": str(tmp_path / "a-file" / "models")} if case == "unwritable-store" else {}
 
-    assert destinations.main(["--config", str(config)], environ=environ) == 2
+    assert job.main(destinations.TASK, ["--config", str(config)], environ=environ) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0]
     assert not (tmp_path / "models").exists()
 
 
 def test_the_cli_exits_non_zero_with_the_error_last(tmp_path):
-    result = run_cli("training.destinations", "--config", str(_config(tmp_path, data_uri=str(tmp_path / "nowhere"))))
+    result = run_cli("training.destinations", "--config", str(job_config(SMOKE_CONFIG, tmp_path, data_uri=str(tmp_path / "nowhere"))))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'nowhere'}: data path does not exist"
     assert result.stdout == ""

@@ -1,4 +1,4 @@
-"""The HTTP edge every model app shares (``model_api``): the queueing budget, media types, body size and the error
+"""The HTTP edge every model app shares (``ingress_api``): the queueing budget, media types, body size and the error
 table, on a small FastAPI app in process (Starlette's test client), so each status is checked exactly."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from serve_apps.core.deadline import QueueBudget, deadline
 from serve_apps.core.errors import InvalidRows, ModelCallFailed, ModelNotReady, documented_responses
-from serve_apps.core.replica import model_api
+from serve_apps.core.http_edge import ingress_api
 
 
 class Echo(BaseModel):
@@ -21,7 +21,7 @@ class Echo(BaseModel):
 
 
 def app(budget_s: float | None = 0.1, max_body_bytes: int = 4096):
-    api = model_api("test", "test", max_body_bytes=max_body_bytes)
+    api = ingress_api("test", "test", max_body_bytes=max_body_bytes)
     if budget_s is not None:
         api.state.queue_budget = QueueBudget(budget_s)
     failures = {"not-ready": ModelNotReady("no model loaded"), "rows": InvalidRows("rows the model cannot take"),

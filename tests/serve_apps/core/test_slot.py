@@ -12,7 +12,7 @@ import pytest
 
 from recsys.artifact_store import ModelStore
 from recsys.errors import StoreUnavailable
-from recsys.predictor import DestinationRuntime
+from recsys.destinations.runtime import DestinationRuntime
 from serve_apps.core.settings import ModelSettings, ReplicaOptions
 from serve_apps.core.slot import ModelSlot
 from tests.recsys.test_loaded_model import publish

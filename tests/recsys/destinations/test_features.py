@@ -6,7 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from recsys.features import PAD_CITY, Vocabulary, examples_from_trips, split_of
+from recsys.destinations.features import PAD_CITY, Vocabulary, examples_from_trips
+from recsys.splits import split_of
 from recsys.trips import TRIP_SCHEMA
 
 

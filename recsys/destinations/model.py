@@ -21,8 +21,8 @@ import tensorflow as tf
 import tf_keras as keras
 from pydantic import BaseModel, ConfigDict, Field
 
-from recsys import signature
-from recsys.features import PAD_CITY, Vocabulary
+from recsys.destinations import signature
+from recsys.destinations.features import PAD_CITY, Vocabulary
 
 _RESERVED_CITY_SLOTS = 2  # padding and out-of-vocabulary, see Vocabulary
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from recsys.manifest import Signature, TensorSpec
+from recsys import saved_model
+from recsys.manifest import Signature
 
-NAME = "serving_default"
+NAME = saved_model.NAME
 INPUTS = {
     "cities": tf.TensorSpec([None, None], tf.int64, name="cities"),
     "booker_country": tf.TensorSpec([None], tf.string, name="booker_country"),
@@ -36,6 +37,4 @@ OUTPUTS = {
 
 def describe() -> Signature:
     """The contract as the manifest records it."""
-    def specs(tensors: dict[str, tf.TensorSpec]) -> dict[str, TensorSpec]:
-        return {name: TensorSpec(dtype=spec.dtype.name, shape=spec.shape.as_list()) for name, spec in tensors.items()}
-    return Signature(name=NAME, inputs=specs(INPUTS), outputs=specs(OUTPUTS))
+    return saved_model.describe(INPUTS, OUTPUTS)

@@ -5,11 +5,11 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from recsys import signature
+from recsys.destinations import signature
 from recsys.errors import ModelContractError
-from recsys.features import Vocabulary
-from recsys.model import DestinationRecommender, FeatureEncoder, ModelConfig, build_network, last_cities
-from recsys.predictor import Predictor, pad_trips
+from recsys.destinations.features import Vocabulary
+from recsys.destinations.model import DestinationRecommender, FeatureEncoder, ModelConfig, build_network, last_cities
+from recsys.destinations.runtime import Predictor, pad_trips
 
 VOCABULARY = Vocabulary(cities=[101, 102, 103, 104, 105, 106], booker_countries=["Elbonia", "Gondal"],
                         device_classes=["desktop", "mobile"], affiliates=[7, 8])

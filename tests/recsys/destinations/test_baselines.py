@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys.baselines import Markov, Popularity, accuracy_at_k
+from recsys.destinations.baselines import Markov, Popularity, accuracy_at_k
 
 
 def test_accuracy_at_k_counts_rows_whose_label_is_recommended():

@@ -1,9 +1,7 @@
-"""A published model loaded with TensorFlow alone and called through its serving signature.
-
-Serving replicas, the training job's held-out evaluation and the benchmark's in-process baseline all predict
-through :class:`Predictor`, so they all exercise the artifact exactly as published. :class:`DestinationRuntime` is
-what a replica (or a batch job) holds: the predictor plus the history width its manifest records, called on batches
-padded to a few warmed heights.
+"""The destination model at run time: :class:`Predictor` calls its published signature (for the training job's
+held-out evaluation and the benchmark's in-process limit); :class:`DestinationRuntime` is what a Serve replica or a
+batch job holds: the predictor plus the history width its manifest records, called on batches padded to a few
+warmed heights.
 """
 
 from __future__ import annotations
@@ -13,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pydantic
-import tensorflow as tf
 from pydantic import BaseModel, ConfigDict, Field
 
-from recsys import signature
+from recsys.destinations import signature
+from recsys.destinations.features import PAD_CITY
 from recsys.errors import ModelContractError
-from recsys.features import PAD_CITY
 from recsys.loaded_model import padded_height
 from recsys.manifest import SAVED_MODEL_DIR, Manifest
+from recsys.saved_model import ServingSignature
 
 MAX_K = 100
 
@@ -35,32 +33,17 @@ class ServedArchitecture(BaseModel):
 
 
 class Predictor:
-    """The ``serving_default`` signature of the SavedModel in ``saved_model_dir``, checked against the contract."""
+    """The destination model's signature (checked against :mod:`recsys.destinations.signature`), called on numpy."""
 
     def __init__(self, saved_model_dir: Path) -> None:
-        try:
-            self._loaded = tf.saved_model.load(str(saved_model_dir))
-        except (OSError, ValueError, tf.errors.OpError) as err:
-            raise ModelContractError(f"{saved_model_dir}: not a loadable SavedModel: {err}") from err
-        function = self._loaded.signatures.get(signature.NAME)
-        if function is None:
-            raise ModelContractError(f"{saved_model_dir}: no '{signature.NAME}' signature, "
-                                     f"found {sorted(self._loaded.signatures)}")
-        _check_specs(saved_model_dir, "input", function.structured_input_signature[1], signature.INPUTS)
-        _check_specs(saved_model_dir, "output", function.structured_outputs, signature.OUTPUTS)
-        self._function = function
+        self._signature = ServingSignature(saved_model_dir, signature.INPUTS, signature.OUTPUTS)
 
     def predict(self, cities: np.ndarray, booker_country: Sequence[str], device_class: Sequence[str],
                 affiliate_id: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` city ids and scores for a batch; ``cities`` is (batch, length) padded with 0."""
-        out = self._function(
-            cities=tf.constant(cities, tf.int64),
-            booker_country=tf.constant(booker_country, tf.string),
-            device_class=tf.constant(device_class, tf.string),
-            affiliate_id=tf.constant(affiliate_id, tf.int64),
-            k=tf.constant(k, tf.int32),
-        )
-        return out["cities"].numpy(), out["scores"].numpy()
+        out = self._signature(cities=cities, booker_country=booker_country, device_class=device_class,
+                              affiliate_id=affiliate_id, k=k)
+        return out["cities"], out["scores"]
 
     def predict_in_batches(self, cities: np.ndarray, booker_country: np.ndarray, device_class: np.ndarray,
                            affiliate_id: np.ndarray, k: int, batch_size: int = 1024) -> np.ndarray:
@@ -122,14 +105,3 @@ def pad_trips(trips: Sequence[Sequence[int]], width: int | None = None) -> np.nd
     for row, trip in enumerate(trips):
         matrix[row, : len(trip)] = trip
     return matrix
-
-
-def _check_specs(where: Path, kind: str, actual: dict, expected: dict[str, tf.TensorSpec]) -> None:
-    if set(actual) != set(expected):
-        raise ModelContractError(f"{where}: signature '{signature.NAME}' has {kind}s {sorted(actual)}, "
-                                 f"expected {sorted(expected)}")
-    for name, spec in expected.items():
-        got = actual[name]
-        if got.dtype != spec.dtype or not spec.shape.is_compatible_with(got.shape):
-            raise ModelContractError(f"{where}: signature {kind} '{name}' is {got.dtype.name}{got.shape}, "
-                                     f"expected {spec.dtype.name}{spec.shape}")

@@ -2,8 +2,7 @@
 
 An example is a trip prefix: the last ``history_length`` cities before a reservation (left-padded with
 :data:`PAD_CITY`), the booker's context of that reservation, and the city booked (the label). Trips are assigned
-to train / validation / test by a stable hash of ``utrip_id``, so a trip never straddles two splits and the same
-data always splits the same way. Evaluation follows the Booking.com challenge: the last city of a held-out trip is
+to train / validation / test by a stable hash of ``utrip_id`` (:mod:`recsys.splits`). Evaluation follows the Booking.com challenge: the last city of a held-out trip is
 hidden and predicted from all the cities before it.
 
 This module is numpy and pyarrow only: it runs inside Ray Data tasks, which should not pay for importing
@@ -12,28 +11,16 @@ TensorFlow.
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterable
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
-PAD_CITY = 0
-TRAIN, VALIDATION, TEST = "train", "validation", "test"
-# Per-mille of trips held out for validation (model selection) and test (the reported metrics).
-_TEST_PERMILLE, _VALIDATION_PERMILLE = 100, 50
+from recsys.splits import split_of
 
+PAD_CITY = 0
 FEATURES = ("history", "booker_country", "device_class", "affiliate_id")
 LABEL = "label"
-
-
-def split_of(utrip_ids: Iterable[str]) -> np.ndarray:
-    """Which split each trip belongs to, from a hash that is stable across processes and runs."""
-    buckets = np.fromiter((zlib.crc32(u.encode()) % 1000 for u in utrip_ids), dtype=np.int64)
-    return np.where(buckets < _TEST_PERMILLE, TEST,
-                    np.where(buckets < _TEST_PERMILLE + _VALIDATION_PERMILLE, VALIDATION, TRAIN)).astype(object)
 
 
 def examples_from_trips(block: pa.Table, history_length: int) -> dict[str, np.ndarray]:

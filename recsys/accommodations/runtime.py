@@ -1,0 +1,116 @@
+"""The ranking model at run time: :class:`Ranker` calls its published signature (the training job's held-out
+evaluation, the benchmark's in-process limit); :class:`AccommodationRuntime` is what a Serve replica or a batch job
+holds: the ranker and the version's catalogue, called on candidate lists padded to a few warmed shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from recsys.accommodations import signature
+from recsys.accommodations.baselines import PADDING
+from recsys.accommodations.catalogue import CATALOGUE_FILE, Catalogue
+from recsys.errors import ModelContractError
+from recsys.loaded_model import padded_height
+from recsys.manifest import SAVED_MODEL_DIR, Manifest
+from recsys.saved_model import ServingSignature
+
+MAX_CANDIDATES = 512
+# Candidate lists are padded to the next of these widths (with the batch heights, the shapes warm-up runs); the
+# largest city catalogue fits the widest.
+CANDIDATE_WIDTHS = (16, 64, 256, MAX_CANDIDATES)
+MAX_K = 100
+
+_COUNTS = ("nights", "adults", "children", "rooms", "saturday_night")
+
+
+class Ranker:
+    """The ranking model's signature (checked against :mod:`recsys.accommodations.signature`), called on numpy."""
+
+    def __init__(self, saved_model_dir: Path) -> None:
+        self._signature = ServingSignature(saved_model_dir, signature.INPUTS, signature.OUTPUTS)
+
+    def rank(self, context: dict[str, np.ndarray], properties: np.ndarray, prices: np.ndarray,
+             k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` of each row's candidates (0 pads) and their scores; ``context`` holds the signature's
+        context inputs, one value per row."""
+        out = self._signature(**{name: context[name] for name in ("city_id", "booker_country", "device_class")},
+                              **{name: np.asarray(context[name]).astype(np.int32) for name in _COUNTS},
+                              properties=properties, prices=prices, k=k)
+        return out["properties"], out["scores"]
+
+    def score_shown(self, lists: dict[str, np.ndarray], batch_size: int = 512) -> np.ndarray:
+        """The model's score for every property each list showed, (lists, n); padding -inf (for metrics)."""
+        width = lists["prop_id"].shape[1]
+        scores = np.full(lists["prop_id"].shape, PADDING)
+        for start in range(0, len(lists["prop_id"]), batch_size):
+            part = slice(start, start + batch_size)
+            shown = lists["prop_id"][part]
+            ranked, ranked_scores = self.rank({name: lists[name][part] for name in signature.CONTEXT_INPUTS},
+                                              shown, lists["price"][part], width)
+            same = (shown[:, :, None] == ranked[:, None, :]) & (shown[:, :, None] != 0)
+            scores[part] = np.where(shown != 0, (same * ranked_scores[:, None, :]).sum(-1), PADDING)
+        return scores
+
+
+class AccommodationRuntime:
+    """The ranking model as serving and batch scoring call it: one search context and candidate list per row in,
+    the top ``k`` out; every batch padded to a warmed height and width."""
+
+    def __init__(self, ranker: Ranker, catalogue: Catalogue) -> None:
+        self.ranker = ranker
+        self.catalogue = catalogue
+
+    @classmethod
+    def open(cls, path: Path, manifest: Manifest) -> AccommodationRuntime:
+        """The verified copy of a version at ``path``: its SavedModel and the catalogue published beside it."""
+        if CATALOGUE_FILE not in manifest.files:
+            raise ModelContractError(f"{path}/manifest.json: no {CATALOGUE_FILE} in files; not a ranking model")
+        return cls(Ranker(path / SAVED_MODEL_DIR), Catalogue.read(path / CATALOGUE_FILE))
+
+    def city_candidates(self, city_id: int) -> np.ndarray:
+        """What is ranked when a caller sends no candidates: the city's catalogue (empty for an unknown city)."""
+        return self.catalogue.of_city(city_id)[:MAX_CANDIDATES]
+
+    def rank(self, context: dict[str, Sequence], candidates: Sequence[np.ndarray], prices: Sequence[np.ndarray],
+             k: int, shapes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` candidates of each row and their scores, ``(rows, k)``, 0 and 0.0 past a row's own
+        candidates. ``context`` holds the signature's context inputs, one value per row; a price of 0 takes the
+        catalogue's."""
+        rows = len(candidates)
+        height = max(padded_height(rows, shapes), rows)
+        width = padded_width(max((len(c) for c in candidates), default=1))
+        properties = np.zeros((height, width), dtype=np.int64)
+        price = np.zeros((height, width), dtype=np.float32)
+        for row, (ids, row_prices) in enumerate(zip(candidates, prices)):
+            properties[row, :len(ids)] = ids
+            price[row, :len(ids)] = row_prices
+        padded = {name: _pad(values, height) for name, values in context.items()}
+        ids, scores = self.ranker.rank(padded, properties, price, min(k, width))
+        return ids[:rows], scores[:rows]
+
+    def warm_up(self, shapes: Sequence[int]) -> None:
+        context = {name: ([""] if spec.dtype.name == "string" else [1]) for name, spec in
+                   signature.CONTEXT_INPUTS.items()}
+        for height in shapes:
+            for width in CANDIDATE_WIDTHS:
+                ids = np.ones((height, width), dtype=np.int64)
+                self.ranker.rank({name: value * height for name, value in context.items()}, ids,
+                                 np.zeros(ids.shape, np.float32), MAX_K)
+
+
+def padded_width(candidates: int) -> int:
+    """The warmed width a list of ``candidates`` is padded to."""
+    for width in CANDIDATE_WIDTHS:
+        if candidates <= width:
+            return width
+    raise ValueError(f"at most {MAX_CANDIDATES} candidates, got {candidates}")
+
+
+def _pad(values: Sequence, height: int) -> np.ndarray:
+    values = np.asarray(values)
+    filler = "" if values.dtype.kind in "US" else 0
+    return np.concatenate([values, np.full(height - len(values), filler, dtype=values.dtype)])

@@ -1,0 +1,153 @@
+"""The destination page's answer in one round trip: the next destinations of a trip, each of the best few with its
+best properties. A Ray Serve application that composes the two model applications through deployment handles.
+
+    curl -s localhost:8000/trips/recommend -H 'content-type: application/json' \\
+         -d '{"cities": [8183, 15626], "booker_country": "Elbonia", "device_class": "mobile",
+              "checkin": "2026-12-18", "nights": 2}'
+
+It holds no model: it calls the ``Destinations`` deployment once, then the ``Accommodations`` deployment once for
+all the cities that get properties (one batch request, so one model call when the ranking replica is idle). Each
+call has its own deadline (:class:`TripsOptions`). Destinations are the answer: if they cannot be had in time the
+answer is 503 with ``Retry-After``. Properties are a bonus: if the ranking is slow or failing, the destinations are
+answered without them and ``properties_omitted`` says why, rather than failing or waiting.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the route annotations at runtime (see destinations).
+import asyncio
+import logging
+
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle, DeploymentResponse
+
+from serve_apps.accommodations import RankBatchRequest, RankBatchResponse, RankRequest
+from serve_apps.core.deadline import QueueBudget
+from serve_apps.core.errors import DependencyUnavailable, documented_responses
+from serve_apps.core.fields import Date, Id, Integer, Text
+from serve_apps.core.http_edge import ingress_api
+from serve_apps.core.settings import TripsOptions
+from serve_apps.destinations import MAX_TRIP_CITIES, RecommendRequest, RecommendResponse
+
+log = logging.getLogger("ray.serve")
+
+
+class TripRequest(BaseModel):
+    """A trip so far and the stay being planned."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"cities": [8183, 15626, 60902], "booker_country": "Elbonia", "device_class": "mobile",
+         "checkin": "2026-12-18", "nights": 2, "adults": 2, "k": 4, "cities_with_properties": 3,
+         "properties_per_city": 3}]})
+
+    cities: list[Id] = Field(min_length=1, max_length=MAX_TRIP_CITIES,
+                             description="city ids of the trip so far, oldest first; unknown ids are allowed")
+    booker_country: Text
+    device_class: Text
+    affiliate_id: Id | None = None
+    checkin: Date = Field(description="check-in of the next stay")
+    nights: Integer = Field(ge=1, le=90)
+    adults: Integer = Field(2, ge=1, le=30)
+    children: Integer = Field(0, ge=0, le=30)
+    rooms: Integer = Field(1, ge=1, le=30)
+    k: Integer = Field(4, ge=1, le=20, description="how many destinations to return")
+    cities_with_properties: Integer = Field(3, ge=0, le=20,
+                                            description="how many of the best destinations get properties")
+    properties_per_city: Integer = Field(3, ge=1, le=20, description="properties for each of those")
+
+
+class TripDestination(BaseModel):
+    city_id: int
+    score: float = Field(description="the destination model's probability")
+    properties: list[int] | None = Field(description="the best properties, best first; null when not asked for "
+                                                     "or omitted")
+    property_scores: list[float] | None
+
+
+class TripResponse(BaseModel):
+    destinations: list[TripDestination] = Field(description="next destinations, best first")
+    model_versions: dict[str, str] = Field(description="the version of each model that contributed, by model")
+    properties_omitted: bool = Field(description="true when properties were asked for but are left out")
+    omitted_reason: str | None = Field(None, description="why they were left out")
+
+
+api = ingress_api(title="Trip recommendations",
+                  description="Next destinations for a trip, each with its best properties, from both models.",
+                  max_body_bytes=1 << 20)
+ERRORS = documented_responses(400, 413, 415, 500, 503)
+
+
+@serve.deployment(name="Trips", max_ongoing_requests=64)
+@serve.ingress(api)
+class Trips:
+    def __init__(self, options: TripsOptions) -> None:
+        api.state.queue_budget = QueueBudget(options.queue_budget_ms / 1000)
+        self._options = options
+        self._handles: dict[tuple[str, str], DeploymentHandle] = {}
+
+    @api.post("/recommend", response_model=TripResponse, responses=ERRORS)
+    async def recommend(self, trip: TripRequest) -> TripResponse:
+        """Next destinations for one trip, the best of them with their best properties."""
+        options = self._options
+        try:
+            destinations: RecommendResponse = await self._call(
+                options.destinations_app, options.destinations_deployment, "recommend",
+                RecommendRequest(cities=trip.cities, booker_country=trip.booker_country,
+                                 device_class=trip.device_class, affiliate_id=trip.affiliate_id, k=trip.k),
+                options.destinations_timeout_ms)
+        except Exception as err:
+            raise DependencyUnavailable(f"destination model unavailable: {_reason(err)}") from err
+        versions = {"destinations": destinations.model_version}
+        chosen = destinations.cities[:trip.cities_with_properties]
+        properties: list[tuple[list[int], list[float]] | None] = [None] * len(destinations.cities)
+        omitted = None
+        if chosen:
+            searches = [RankRequest(city_id=city, booker_country=trip.booker_country,
+                                    device_class=trip.device_class, checkin=trip.checkin, nights=trip.nights,
+                                    adults=trip.adults, children=trip.children, rooms=trip.rooms,
+                                    k=trip.properties_per_city) for city in chosen]
+            try:
+                ranked: RankBatchResponse = await self._call(
+                    options.accommodations_app, options.accommodations_deployment, "rank_batch",
+                    RankBatchRequest(requests=searches), options.accommodations_timeout_ms)
+            except Exception as err:
+                omitted = f"accommodation ranking unavailable: {_reason(err)}"
+                log.warning("trip answered without properties: %s", omitted)
+            else:
+                versions["accommodations"] = ranked.results[0].model_version
+                for i, result in enumerate(ranked.results):
+                    properties[i] = (result.properties, result.scores)
+        return TripResponse(
+            destinations=[TripDestination(city_id=city, score=score,
+                                          properties=properties[i][0] if properties[i] else None,
+                                          property_scores=properties[i][1] if properties[i] else None)
+                          for i, (city, score) in enumerate(zip(destinations.cities, destinations.scores))],
+            model_versions=versions, properties_omitted=omitted is not None, omitted_reason=omitted)
+
+    async def _call(self, app_name: str, deployment: str, method: str, body: BaseModel, timeout_ms: int):
+        """``method`` of a model deployment through its handle, cancelled when ``timeout_ms`` passes."""
+        key = (app_name, deployment)
+        if key not in self._handles:  # looked up on first use: the model apps may deploy after this one
+            self._handles[key] = serve.get_deployment_handle(deployment, app_name=app_name)
+        response: DeploymentResponse = getattr(self._handles[key], method).remote(body)
+        # Not asyncio.wait_for: on timeout it waits for the cancelled await to end, and an awaited Serve response
+        # ends only with its answer (measured: under a 1 ms deadline every trip still waited for its properties).
+        answer = asyncio.ensure_future(response)
+        done, _ = await asyncio.wait({answer}, timeout=timeout_ms / 1000)
+        if not done:
+            response.cancel()
+            answer.cancel()
+            raise TimeoutError(f"{app_name}.{method}: no answer within {timeout_ms} ms")
+        return answer.result()
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "no answer within its deadline"
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
+
+
+def app(args: dict) -> Application:
+    """Application builder for Serve config files (``import_path: serve_apps.trips:app``): ``args`` are the
+    :class:`TripsOptions`."""
+    return Trips.bind(TripsOptions.model_validate(args or {}))
