@@ -71,6 +71,14 @@ class TripResponse(BaseModel):
     omitted_reason: str | None = Field(None, description="why they were left out")
 
 
+# Defined before the deployment: Serve pickles the class when it is decorated, with the module globals its
+# methods name as they are at that moment.
+def _reason(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "no answer within its deadline"
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
+
+
 api = ingress_api(title="Trip recommendations",
                   description="Next destinations for a trip, each with its best properties, from both models.",
                   max_body_bytes=1 << 20)
@@ -130,8 +138,8 @@ class Trips:
         if key not in self._handles:  # looked up on first use: the model apps may deploy after this one
             self._handles[key] = serve.get_deployment_handle(deployment, app_name=app_name)
         response: DeploymentResponse = getattr(self._handles[key], method).remote(body)
-        # Not asyncio.wait_for: on timeout it waits for the cancelled await to end, and an awaited Serve response
-        # ends only with its answer (measured: under a 1 ms deadline every trip still waited for its properties).
+        # Not asyncio.wait_for: on timeout it still waits for the cancelled await to end, and the deadline must hold
+        # whatever the callee does with the cancellation.
         answer = asyncio.ensure_future(response)
         done, _ = await asyncio.wait({answer}, timeout=timeout_ms / 1000)
         if not done:
@@ -139,12 +147,6 @@ class Trips:
             answer.cancel()
             raise TimeoutError(f"{app_name}.{method}: no answer within {timeout_ms} ms")
         return answer.result()
-
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, TimeoutError):
-        return "no answer within its deadline"
-    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
 
 
 def app(args: dict) -> Application:
