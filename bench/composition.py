@@ -163,17 +163,19 @@ def measure(destinations: list[dict], searches: list[dict], seconds: float) -> d
         servers.stop(process)
 
 
-def omitted_share(url: str, bodies: list[dict], clients: int, per_client: int = 20) -> float:
-    """The share of trip answers with ``properties_omitted`` among ``clients × per_client`` sent by ``clients``
-    concurrent clients."""
-    def client(offset: int) -> list[bool]:
+def omitted_share(url: str, bodies: list[dict], clients: int, per_client: int = 20) -> dict:
+    """Of ``clients × per_client`` trip requests sent by ``clients`` concurrent clients: the share refused (not
+    200) and, of the answered ones, the share with ``properties_omitted``."""
+    def client(offset: int) -> list[bool | None]:
         with httpx.Client(timeout=10) as http:
-            return [http.post(url, json=bodies[(offset + i) % len(bodies)]).json()["properties_omitted"]
-                    for i in range(per_client)]
+            answers = [http.post(url, json=bodies[(offset + i) % len(bodies)]) for i in range(per_client)]
+        return [a.json()["properties_omitted"] if a.status_code == 200 else None for a in answers]
 
     with ThreadPoolExecutor(clients) as pool:
         flags = [flag for answers in pool.map(client, range(0, clients * per_client, per_client)) for flag in answers]
-    return sum(flags) / len(flags)
+    answered = [flag for flag in flags if flag is not None]
+    return {"requests": len(flags), "refused": 1 - len(answered) / len(flags),
+            "omitted": sum(answered) / len(answered) if answered else None}
 
 
 def _log(name: str, r: LoadResult) -> None:
@@ -206,9 +208,12 @@ def markdown(summary: dict) -> str:
               f"{summary['destinations_limit_rows_per_second']:,.0f} rows/s (best batch).",
               "", f"Trip answer p99 at 16 clients: {summary['trip_cost']['trips_p99_ms']:.1f} ms, "
               f"{summary['trip_cost']['ratio']:.2f}× the destination call's "
-              f"({summary['trip_cost']['destinations_p99_ms']:.1f} ms). Trip answers without properties (ranking "
-              f"past its deadline): " + ", ".join(f"{share:.1%} at {clients} clients" for clients, share in
-                                                 summary["serving"]["trips_without_properties"].items()) + "."]
+              f"({summary['trip_cost']['destinations_p99_ms']:.1f} ms).", "",
+              "| trips, clients | requests checked | refused (not 200) | answered without properties |",
+              "|---|---|---|---|"]
+    for clients, share in summary["serving"]["trips_without_properties"].items():
+        omitted = "n/a" if share["omitted"] is None else f"{share['omitted']:.1%}"
+        lines.append(f"| {clients} | {share['requests']} | {share['refused']:.1%} | {omitted} |")
     return "\n".join(lines) + "\n"
 
 
