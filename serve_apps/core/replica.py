@@ -2,7 +2,8 @@
 function from a batch of requests to answers.
 
 A model deployment is a class that extends :class:`ModelReplica`, is decorated with ``@serve.deployment`` and
-``@serve.ingress(api)`` (``api`` from :func:`serve_apps.core.http_edge.ingress_api`), and implements :meth:`ModelReplica.predict`. The base:
+``@serve.ingress(api)`` (``api`` from :func:`serve_apps.core.http_edge.ingress_api`), and implements
+:meth:`ModelReplica.predict`. The base:
 
 * loads the model in ``reconfigure`` from the deployment's ``user_config`` (:class:`ModelSettings`) through a
   :class:`~serve_apps.core.slot.ModelSlot`: fetched, verified, loaded and warmed up before Serve routes any

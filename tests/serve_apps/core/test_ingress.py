@@ -15,8 +15,12 @@ PRODUCTION = yaml.safe_load((ROOT / "configs" / "serve" / "production.yaml").rea
 
 
 @pytest.mark.parametrize(("config", "expected"), [
-    (LOCAL, {"destinations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32}}),
-    (PRODUCTION, {"destinations": {"maxconn": 64, "queue_ms": 100, "maxqueue": 64}}),
+    (LOCAL, {"destinations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32},
+             "accommodations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32},
+             "trips": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32}}),
+    (PRODUCTION, {"destinations": {"maxconn": 64, "queue_ms": 100, "maxqueue": 64},
+                  "accommodations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32},
+                  "trips": {"maxconn": 64, "queue_ms": 100, "maxqueue": 64}}),
 ], ids=["local", "production"])
 def test_limits_come_from_the_ingress_deployment_and_the_app_args(config, expected):
     assert haproxy_limits(config) == expected
