@@ -5,6 +5,7 @@ import yaml
 from pydantic import ValidationError
 from ray.serve.schema import ServeDeploySchema
 
+from serve_apps.applications import APPLICATIONS
 from serve_apps.core.settings import ModelSettings, ReplicaOptions
 from tests.support import ROOT
 
@@ -41,8 +42,9 @@ def test_replica_options_defaults_and_validation():
 def test_shipped_serve_configs_are_valid(name):
     config = yaml.safe_load((ROOT / "configs" / "serve" / name).read_text())
     ServeDeploySchema.model_validate(config)
+    assert {a["import_path"] for a in config["applications"]} == set(APPLICATIONS)
     for application in config["applications"]:
-        assert application["import_path"] == "serve_apps.destinations:app"
-        ReplicaOptions.model_validate(application["args"])
-        for deployment in application["deployments"]:
-            ModelSettings.model_validate(deployment["user_config"])
+        options = APPLICATIONS[application["import_path"]].model_validate(application["args"])
+        if isinstance(options, ReplicaOptions):
+            for deployment in application["deployments"]:
+                ModelSettings.model_validate(deployment["user_config"])
