@@ -34,12 +34,12 @@ from bench import loadgen, servers
 from bench.loadgen import LoadResult, Target
 from bench.serving import request_bodies
 from recsys.accommodations.catalogue import CATALOGUE_FILE, Catalogue
-from recsys.accommodations.runtime import Ranker
-from recsys.accommodations.searches import includes_saturday_night
+from recsys.accommodations.runtime import Ranker, Searches
 from recsys.artifact_store import ModelStore
 from recsys.destinations.features import Vocabulary
 from recsys.destinations.runtime import Predictor, pad_trips
 from recsys.manifest import SAVED_MODEL_DIR, VOCABULARY_FILE
+from recsys.trip_answer import NextStays, property_searches
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -66,18 +66,13 @@ def ranking_bodies(catalogue: Catalogue, destinations: list[dict], n: int = 1024
 
 
 def _context(bodies: list[dict]) -> dict:
-    checkin = np.array([(dt.date.fromisoformat(b["checkin"]) - dt.date(1970, 1, 1)).days for b in bodies])
-    nights = np.array([b["nights"] for b in bodies])
-    return {"city_id": [b["city_id"] for b in bodies], "booker_country": [b["booker_country"] for b in bodies],
-            "device_class": [b["device_class"] for b in bodies], "nights": nights,
-            "adults": [b["adults"] for b in bodies], "children": [b["children"] for b in bodies],
-            "rooms": [b["rooms"] for b in bodies], "saturday_night": includes_saturday_night(checkin, nights)}
+    return Searches.from_rows(bodies).context()
 
 
-def _candidates(catalogue: Catalogue, bodies: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    lists = [catalogue.of_city(b["city_id"]) for b in bodies]
+def _candidates(catalogue: Catalogue, cities) -> tuple[np.ndarray, np.ndarray]:
+    lists = [catalogue.of_city(city) for city in cities]
     width = max(len(ids) for ids in lists)
-    ids = np.zeros((len(bodies), width), dtype=np.int64)
+    ids = np.zeros((len(lists), width), dtype=np.int64)
     for row, city_ids in enumerate(lists):
         ids[row, :len(city_ids)] = city_ids
     return ids, np.zeros(ids.shape, np.float32)
@@ -99,21 +94,22 @@ def in_process_limits(predictor: Predictor, ranker: Ranker, catalogue: Catalogue
     ranking = {}
     for batch in (1, 8, 64):
         picked = searches[:batch]
-        ids, prices = _candidates(catalogue, picked)
+        ids, prices = _candidates(catalogue, [b["city_id"] for b in picked])
         calls, _ = _timed(lambda: ranker.rank(_context(picked), ids, prices, 10))
         ranking[batch] = calls * batch
         log.info("in-process ranking, batch %3d: %8.0f searches/s", batch, ranking[batch])
-    ids, prices = _candidates(catalogue, searches[:1])
+    ids, prices = _candidates(catalogue, [searches[0]["city_id"]])
     _, single = _timed(lambda: ranker.rank(_context(searches[:1]), ids, prices, 10))
 
     def trip(body: dict) -> None:
         top, _ = predictor.predict(pad_trips([body["cities"]], width=8), [body["booker_country"]],
                                    [body["device_class"]], np.array([body.get("affiliate_id") or 0]), PROPERTIES["k"])
-        chosen = [{**STAY, "city_id": int(c), "booker_country": body["booker_country"],
-                   "device_class": body["device_class"], "children": 0, "rooms": 1}
-                  for c in top[0][:PROPERTIES["cities_with_properties"]]]
-        ids, prices = _candidates(catalogue, chosen)
-        ranker.rank(_context(chosen), ids, prices, PROPERTIES["properties_per_city"])
+        stay = NextStays(booker_country=[body["booker_country"]], device_class=[body["device_class"]],
+                         checkin=[STAY["checkin"]], nights=[STAY["nights"]], adults=[STAY["adults"]], children=[0],
+                         rooms=[1])
+        chosen, _ = property_searches(stay, top.tolist(), PROPERTIES["cities_with_properties"])
+        ids, prices = _candidates(catalogue, chosen.city_id)
+        ranker.rank(chosen.context(), ids, prices, PROPERTIES["properties_per_city"])
 
     trips_per_second, trip_latencies = _timed(lambda: trip(destinations[0]))
     return {"ranking_searches_per_second": ranking, "ranking_best_searches_per_second": max(ranking.values()),

@@ -11,7 +11,7 @@ else is :class:`serve_apps.core.replica.ModelReplica`, as for the destination mo
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route annotations at runtime (see destinations).
-import datetime as dt
+import dataclasses
 from collections.abc import Sequence
 from typing import Annotated
 
@@ -20,8 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from ray import serve
 from ray.serve import Application
 
-from recsys.accommodations.runtime import MAX_K, AccommodationRuntime
-from recsys.accommodations.searches import includes_saturday_night
+from recsys.accommodations.runtime import MAX_K, AccommodationRuntime, Searches
 from recsys.loaded_model import LoadedModel
 from serve_apps.core.errors import documented_responses
 from serve_apps.core.fields import MAX_ID, Date, Id, Integer, Text, json_integer
@@ -32,7 +31,6 @@ from serve_apps.core.status import ModelStatus
 
 MAX_BATCH_REQUESTS = 256
 MAX_CANDIDATES = 500
-_EPOCH = dt.date(1970, 1, 1)
 
 PropertyId = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(json_integer)]  # 0 pads candidate lists
 
@@ -78,6 +76,13 @@ class RankRequest(BaseModel):
         for candidate in candidates:
             first.setdefault(candidate.property_id, candidate)
         return list(first.values())
+
+    @classmethod
+    def for_searches(cls, searches: Searches, k: int) -> list["RankRequest"]:
+        """One request per search, each ranking its city's catalogue."""
+        columns = {field.name: np.asarray(getattr(searches, field.name)).tolist()
+                   for field in dataclasses.fields(searches)}
+        return [cls(**{name: values[i] for name, values in columns.items()}, k=k) for i in range(len(searches))]
 
 
 class RankResponse(BaseModel):
@@ -127,32 +132,18 @@ class Accommodations(ModelReplica[AccommodationRuntime, RankRequest, RankRespons
 
     def predict(self, model: LoadedModel[AccommodationRuntime], queries: Sequence[RankRequest],
                 shapes: Sequence[int]) -> list[RankResponse]:
-        runtime = model.runtime
-        candidates, prices = [], []
-        for query in queries:
-            if query.candidates is None:
-                ids = runtime.city_candidates(query.city_id)
-                candidates.append(ids)
-                prices.append(np.zeros(len(ids), dtype=np.float32))
-            else:
-                candidates.append(np.array([c.property_id for c in query.candidates], dtype=np.int64))
-                prices.append(np.array([c.price or 0.0 for c in query.candidates], dtype=np.float32))
-        checkin = np.array([(q.checkin - _EPOCH).days for q in queries])
-        nights = np.array([q.nights for q in queries])
-        context = {
-            "city_id": [q.city_id for q in queries], "booker_country": [q.booker_country for q in queries],
-            "device_class": [q.device_class for q in queries], "nights": nights,
-            "adults": [q.adults for q in queries], "children": [q.children for q in queries],
-            "rooms": [q.rooms for q in queries], "saturday_night": includes_saturday_night(checkin, nights),
-        }
-        ids, scores = runtime.rank(context, candidates, prices, max(q.k for q in queries), shapes)
-        ids, scores = ids.tolist(), scores.tolist()  # one conversion, not one per row
-        answers = []
-        for i, query in enumerate(queries):
-            n = min(query.k, len(candidates[i]))
-            answers.append(RankResponse(properties=ids[i][:n], scores=scores[i][:n], model_version=model.version))
-        return answers
-
+        searches = Searches(
+            city_id=[q.city_id for q in queries], booker_country=[q.booker_country for q in queries],
+            device_class=[q.device_class for q in queries], checkin=[q.checkin for q in queries],
+            nights=[q.nights for q in queries], adults=[q.adults for q in queries],
+            children=[q.children for q in queries], rooms=[q.rooms for q in queries])
+        candidates = [None if q.candidates is None else
+                      np.array([c.property_id for c in q.candidates], dtype=np.int64) for q in queries]
+        prices = [None if q.candidates is None else
+                  np.array([c.price or 0.0 for c in q.candidates], dtype=np.float32) for q in queries]
+        ids, scores = model.runtime.rank(searches, candidates, prices, max(q.k for q in queries), shapes)
+        return [RankResponse(properties=ids[i][:q.k].tolist(), scores=scores[i][:q.k].tolist(),
+                             model_version=model.version) for i, q in enumerate(queries)]
 
 def app(args: dict) -> Application:
     """Application builder for Serve config files (``import_path: serve_apps.accommodations:app``): ``args`` are

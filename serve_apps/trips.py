@@ -6,8 +6,9 @@ best properties. A Ray Serve application that composes the two model application
               "checkin": "2026-12-18", "nights": 2}'
 
 It holds no model: it calls the ``Destinations`` deployment once, then the ``Accommodations`` deployment once for
-all the cities that get properties (one batch request, so one model call when the ranking replica is idle). Each
-call has its own deadline (:class:`TripsOptions`). Destinations are the answer: if they cannot be had in time the
+all the cities that get properties (one batch request, so one model call when the ranking replica is idle; which
+cities and which searches is :mod:`recsys.trip_answer`, shared with the offline precompute). Each call has its
+own deadline (:class:`TripsOptions`). Destinations are the answer: if they cannot be had in time the
 answer is 503 with ``Retry-After``. Properties are a bonus: if the ranking is slow or failing, the destinations are
 answered without them and ``properties_omitted`` says why, rather than failing or waiting.
 """
@@ -21,6 +22,7 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
+from recsys.trip_answer import NextStays, property_searches
 from serve_apps.accommodations import RankBatchRequest, RankBatchResponse, RankRequest
 from serve_apps.core.deadline import QueueBudget
 from serve_apps.core.errors import DependencyUnavailable, documented_responses
@@ -106,24 +108,24 @@ class Trips:
         except Exception as err:
             raise DependencyUnavailable(f"destination model unavailable: {_reason(err)}") from err
         versions = {"destinations": destinations.model_version}
-        chosen = destinations.cities[:trip.cities_with_properties]
+        stay = NextStays(booker_country=[trip.booker_country], device_class=[trip.device_class],
+                         checkin=[trip.checkin], nights=[trip.nights], adults=[trip.adults],
+                         children=[trip.children], rooms=[trip.rooms])
+        searches, _ = property_searches(stay, [destinations.cities], trip.cities_with_properties)
         properties: list[tuple[list[int], list[float]] | None] = [None] * len(destinations.cities)
         omitted = None
-        if chosen:
-            searches = [RankRequest(city_id=city, booker_country=trip.booker_country,
-                                    device_class=trip.device_class, checkin=trip.checkin, nights=trip.nights,
-                                    adults=trip.adults, children=trip.children, rooms=trip.rooms,
-                                    k=trip.properties_per_city) for city in chosen]
+        if len(searches):
             try:
                 ranked: RankBatchResponse = await self._call(
                     options.accommodations_app, options.accommodations_deployment, "rank_batch",
-                    RankBatchRequest(requests=searches), options.accommodations_timeout_ms)
+                    RankBatchRequest(requests=RankRequest.for_searches(searches, trip.properties_per_city)),
+                    options.accommodations_timeout_ms)
             except Exception as err:
                 omitted = f"accommodation ranking unavailable: {_reason(err)}"
                 log.warning("trip answered without properties: %s", omitted)
             else:
                 versions["accommodations"] = ranked.results[0].model_version
-                for i, result in enumerate(ranked.results):
+                for i, result in enumerate(ranked.results):  # the searches follow the destinations, best first
                     properties[i] = (result.properties, result.scores)
         return TripResponse(
             destinations=[TripDestination(city_id=city, score=score,

@@ -5,7 +5,10 @@ holds: the ranker and the version's catalogue, called on candidate lists padded 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ import numpy as np
 from recsys.accommodations import signature
 from recsys.accommodations.baselines import PADDING
 from recsys.accommodations.catalogue import CATALOGUE_FILE, Catalogue
+from recsys.accommodations.searches import includes_saturday_night
 from recsys.errors import ModelContractError
 from recsys.loaded_model import padded_height
 from recsys.manifest import SAVED_MODEL_DIR, Manifest
@@ -25,6 +29,43 @@ CANDIDATE_WIDTHS = (16, 64, 256, MAX_CANDIDATES)
 MAX_K = 100
 
 _COUNTS = ("nights", "adults", "children", "rooms", "saturday_night")
+
+
+@dataclass(frozen=True)
+class Searches:
+    """Search contexts as columns, one value per search: where, who, when and for whom."""
+
+    city_id: Sequence[int]
+    booker_country: Sequence[str]
+    device_class: Sequence[str]
+    checkin: Sequence[dt.date] | np.ndarray  # dates, or numpy datetime64[D]
+    nights: Sequence[int]
+    adults: Sequence[int]
+    children: Sequence[int]
+    rooms: Sequence[int]
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Mapping]) -> Searches:
+        """From one mapping per search (``checkin`` a date or an ISO string); parties default as the API does."""
+        defaults = {"adults": 2, "children": 0, "rooms": 1}
+        return cls(**{name: [row.get(name, defaults.get(name)) for row in rows] for name in _FIELDS})
+
+    def __len__(self) -> int:
+        return len(self.city_id)
+
+    def context(self) -> dict[str, np.ndarray]:
+        """The signature's context inputs: the columns, and whether each stay includes a Saturday night."""
+        checkin = np.asarray(self.checkin, dtype="datetime64[D]").astype(np.int64)
+        nights = np.asarray(self.nights, dtype=np.int64)
+        return {"city_id": np.asarray(self.city_id, dtype=np.int64),
+                "booker_country": np.asarray(self.booker_country, dtype=object),
+                "device_class": np.asarray(self.device_class, dtype=object), "nights": nights,
+                "adults": np.asarray(self.adults, dtype=np.int64),
+                "children": np.asarray(self.children, dtype=np.int64),
+                "rooms": np.asarray(self.rooms, dtype=np.int64), "saturday_night": includes_saturday_night(checkin, nights)}
+
+
+_FIELDS = tuple(field.name for field in dataclasses.fields(Searches))
 
 
 class Ranker:
@@ -75,11 +116,20 @@ class AccommodationRuntime:
         """What is ranked when a caller sends no candidates: the city's catalogue (empty for an unknown city)."""
         return self.catalogue.of_city(city_id)[:MAX_CANDIDATES]
 
-    def rank(self, context: dict[str, Sequence], candidates: Sequence[np.ndarray], prices: Sequence[np.ndarray],
-             k: int, shapes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """The best ``k`` candidates of each row and their scores, ``(rows, k)``, 0 and 0.0 past a row's own
-        candidates. ``context`` holds the signature's context inputs, one value per row; a price of 0 takes the
-        catalogue's."""
+    def rank(self, searches: Searches, candidates: Sequence[np.ndarray | None],
+             prices: Sequence[np.ndarray | None], k: int,
+             shapes: Sequence[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The best ``k`` (or fewer) candidates of each search, best first, and their scores. A search without
+        candidates (None) ranks its city's catalogue; a price of 0 or None takes the catalogue's."""
+        candidates = [self.city_candidates(int(city)) if ids is None else ids
+                      for city, ids in zip(searches.city_id, candidates)]
+        prices = [np.zeros(len(ids), np.float32) if p is None else p for ids, p in zip(candidates, prices)]
+        ids, scores = self._rank_padded(searches.context(), candidates, prices, k, shapes)
+        counts = [min(k, len(row)) for row in candidates]
+        return [ids[i, :n] for i, n in enumerate(counts)], [scores[i, :n] for i, n in enumerate(counts)]
+
+    def _rank_padded(self, context: dict[str, np.ndarray], candidates: Sequence[np.ndarray],
+                     prices: Sequence[np.ndarray], k: int, shapes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         rows = len(candidates)
         height = max(padded_height(rows, shapes), rows)
         width = padded_width(max((len(c) for c in candidates), default=1))
@@ -112,5 +162,5 @@ def padded_width(candidates: int) -> int:
 
 def _pad(values: Sequence, height: int) -> np.ndarray:
     values = np.asarray(values)
-    filler = "" if values.dtype.kind in "US" else 0
+    filler = "" if values.dtype.kind in "USO" else 0
     return np.concatenate([values, np.full(height - len(values), filler, dtype=values.dtype)])

@@ -14,7 +14,7 @@ A model deployment is a class that extends :class:`ModelReplica`, is decorated w
   caused it;
 * maps failures to statuses (:mod:`serve_apps.core.errors`): data the model cannot take is 422 for its caller,
   a failing model 500, no model yet 503;
-* caps TensorFlow's GPU memory to the replica's fraction of the card (:mod:`serve_apps.core.gpu`);
+* caps TensorFlow's GPU memory to the replica's fraction of the card (:mod:`recsys.gpu`);
 * reports its model (``GET /<route>/model``, :class:`~serve_apps.core.status.ModelStatus`), and fails
   ``check_health`` while it has none.
 """
@@ -26,13 +26,12 @@ import logging
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-import ray
 from fastapi import FastAPI
 from pydantic import BaseModel
 from ray import serve
 
+from recsys import gpu
 from recsys.loaded_model import LoadedModel, OpenRuntime, R
-from serve_apps.core import gpu
 from serve_apps.core.errors import InvalidRows, ModelCallFailed, ModelNotReady
 from serve_apps.core.deadline import QueueBudget, deadline
 from serve_apps.core.lane import InferenceLane
@@ -58,7 +57,7 @@ class ModelReplica(Generic[R, Query, Answer]):
 
     def __init__(self, api: FastAPI, options: ReplicaOptions, open_runtime: OpenRuntime[R]) -> None:
         self._options = options
-        _cap_gpu_memory(options)
+        gpu.cap_this_actor(options.gpu_memory_mib, options.gpu_context_mib)
         api.state.queue_budget = QueueBudget(options.queue_budget_ms / 1000)
         self._slot: ModelSlot[R] = ModelSlot(options, open_runtime)
         # The lane's row limit follows the user_config (reconfigure), before any traffic.
@@ -137,11 +136,3 @@ class ModelReplica(Generic[R, Query, Answer]):
         await self._slot.close()
         self._lane.close()
 
-
-def _cap_gpu_memory(options: ReplicaOptions) -> None:
-    fraction = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
-    gpu_ids = ray.get_gpu_ids()
-    if fraction <= 0 or not gpu_ids:
-        return
-    card = options.gpu_memory_mib or gpu.card_memory_mib(str(gpu_ids[0]))
-    gpu.cap_tensorflow_memory(fraction, card, options.gpu_context_mib)

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from recsys.accommodations.catalogue import CATALOGUE_FILE, Catalogue
-from recsys.accommodations.runtime import Ranker
-from recsys.accommodations.searches import includes_saturday_night
+from recsys.accommodations.runtime import Ranker, Searches
 from recsys.artifact_store import ModelStore
 from recsys.manifest import SAVED_MODEL_DIR
 from tests.serving import local_config, point_at, serve_deploy, wait_for
@@ -52,13 +51,7 @@ def search(catalogue: Catalogue, i: int, **changes) -> dict:
 
 
 def own_ranking(ranker: Ranker, body: dict, candidates: np.ndarray, prices: np.ndarray) -> tuple[list, list]:
-    checkin = np.array([(dt.date.fromisoformat(body["checkin"]) - dt.date(1970, 1, 1)).days])
-    nights = np.array([body["nights"]])
-    context = {"city_id": [body["city_id"]], "booker_country": [body["booker_country"]],
-               "device_class": [body["device_class"]], "nights": nights, "adults": [body["adults"]],
-               "children": [body["children"]], "rooms": [body["rooms"]],
-               "saturday_night": includes_saturday_night(checkin, nights)}
-    ids, scores = ranker.rank(context, candidates[None, :], prices[None, :], body["k"])
+    ids, scores = ranker.rank(Searches.from_rows([body]).context(), candidates[None, :], prices[None, :], body["k"])
     n = min(body["k"], len(candidates))
     return ids[0][:n].tolist(), scores[0][:n].tolist()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import tensorflow as tf
 
-from serve_apps.core import gpu
+from recsys import gpu
 
 
 @pytest.mark.parametrize(("fraction", "card", "context", "expected"), [

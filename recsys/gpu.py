@@ -1,9 +1,9 @@
-"""GPU memory caps for replicas that share a card.
+"""GPU memory caps for Ray actors that share a card (Serve replicas, batch scoring actors).
 
-Ray's fractional GPUs (``ray_actor_options: {num_gpus: 0.25}``) are bookkeeping only: they decide how many
-replicas land on a card, not how much memory each may take, and TensorFlow takes nearly all of it by default,
-so the second replica on the card fails to allocate (ray#13680). A replica therefore caps TensorFlow to its share
-of the card before TensorFlow touches the GPU.
+Ray's fractional GPUs (``num_gpus: 0.25``) are bookkeeping only: they decide how many actors land on a card, not
+how much memory each may take, and TensorFlow takes nearly all of it by default, so the second actor on the card
+fails to allocate (ray#13680). An actor therefore caps TensorFlow to its share of the card
+(:func:`cap_this_actor`) before TensorFlow touches the GPU.
 """
 
 from __future__ import annotations
@@ -62,3 +62,17 @@ def cap_tensorflow_memory(fraction: float, card_mib: int | None, context_mib: in
         tf.config.set_logical_device_configuration(gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=limit)])
     log.info("GPU fraction %.2f of a %d MiB card: TensorFlow capped at %d MiB", fraction, card_mib, limit)
     return limit
+
+
+def cap_this_actor(card_mib: int | None, context_mib: int) -> int | None:
+    """Cap TensorFlow to the GPU fraction Ray granted the calling actor; a no-op without a GPU.
+
+    ``card_mib`` is the memory of one card (probed with nvidia-smi when None).
+    """
+    import ray
+
+    fraction = float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+    gpu_ids = ray.get_gpu_ids()
+    if fraction <= 0 or not gpu_ids:
+        return None
+    return cap_tensorflow_memory(fraction, card_mib or card_memory_mib(str(gpu_ids[0])), context_mib)
