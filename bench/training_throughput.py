@@ -28,7 +28,7 @@ from recsys.accommodations.synthetic_searches import SearchesSpec, write_searche
 from recsys.synthetic_trips import TripsSpec, write_trips
 from training import accommodations, destinations
 from training.config import load_config
-from training.data import find_parquet_files
+from recsys.tables import find_parquet_files
 from training.job import make_trainer, start_ray
 from training.task import Task
 

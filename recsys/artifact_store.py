@@ -1,14 +1,17 @@
-"""Versioned model artifacts on any filesystem fsspec knows (local disk, HDFS).
+"""Versioned model artifacts and precomputed predictions on any filesystem fsspec knows (local disk, HDFS).
 
 Layout (the artifact contract, see README)::
 
     <store>/<model_name>/LATEST                          the newest version, one line
     <store>/<model_name>/<version>/manifest.json         recsys.manifest.Manifest
     <store>/<model_name>/<version>/saved_model/...       TensorFlow SavedModel
+    <store>/predictions/<set>/LATEST                     the newest run of a prediction set
+    <store>/predictions/<set>/<run>/_manifest.json       recsys.manifest.PredictionManifest
+    <store>/predictions/<set>/<run>/part-*.parquet
 
-A version appears only by renaming a fully written and verified staging directory, and ``LATEST`` is rewritten
-(write a temporary file, rename over) only after that: readers never see half a version. Readers verify every
-file against the manifest's sha256 and size before anything loads it.
+A version (or run) appears only by renaming a fully written and verified staging directory, and ``LATEST`` is
+rewritten (write a temporary file, rename over) only after that: readers never see half a version. Readers verify
+every file against the manifest's sha256 and size before anything loads it.
 
 This module knows nothing of serving, training or Kubernetes; serving calls :meth:`ModelStore.fetch` once per
 load and gets a verified local directory back.
@@ -30,11 +33,19 @@ from pathlib import Path
 
 from recsys import filesystem
 from recsys.errors import ArtifactCorrupt, ArtifactNotFound, StoreError, StoreUnavailable
-from recsys.manifest import MANIFEST_FILE, FileEntry, Manifest, check_name
+from recsys.manifest import (
+    MANIFEST_FILE,
+    PREDICTION_MANIFEST_FILE,
+    FileEntry,
+    Manifest,
+    PredictionManifest,
+    check_name,
+)
 
 log = logging.getLogger(__name__)
 
 LATEST = "latest"
+PREDICTIONS_DIR = "predictions"
 _LATEST_FILE = "LATEST"
 _CHUNK = 1 << 20
 
@@ -47,17 +58,15 @@ class LocalArtifact:
     manifest: Manifest
 
 
-class ModelStore:
-    """The model store at ``uri`` (``file://``, a local path, or ``hdfs://namenode:port/path``)."""
+class _VersionedStore:
+    """Named sets of immutable versions under ``uri``, each set with a ``LATEST`` pointer."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri.rstrip("/")
         self._fs, self._root = filesystem.resolve(uri)
 
     def __repr__(self) -> str:
-        return f"ModelStore({self.uri!r})"
-
-    # -- reading -------------------------------------------------------------------------------------------
+        return f"{type(self).__name__}({self.uri!r})"
 
     def versions(self, name: str) -> list[str]:
         """Published versions of ``name``, oldest first (versions sort by their timestamp prefix)."""
@@ -80,6 +89,57 @@ class ModelStore:
                 return check_name("version", f.read().decode().strip())
         except ArtifactNotFound as err:
             raise ArtifactNotFound(f"{self.uri}/{name}: no published version (no {_LATEST_FILE} file)") from err
+
+    # -- writing -------------------------------------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """Fail early (before hours of training) if the store cannot be written."""
+        probe = self._path(f".write-probe-{uuid.uuid4().hex[:8]}")
+        with self._io(self._root):
+            self._fs.makedirs(self._root, exist_ok=True)
+            with self._fs.open(probe, "wb") as f:
+                f.write(b"ok")
+            self._fs.rm(probe)
+
+    def _write_latest(self, name: str, version: str) -> None:
+        latest = self._path(name, _LATEST_FILE)
+        temporary = self._path(name, f".{_LATEST_FILE}.tmp-{uuid.uuid4().hex[:8]}")
+        with self._io(latest):
+            with self._fs.open(temporary, "wb") as f:
+                f.write(f"{version}\n".encode())
+            self._fs.mv(temporary, latest, overwrite=True)
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def _path(self, *parts: str) -> str:
+        return filesystem.join(self._root, *parts)
+
+    def _remote_entry(self, path: str) -> FileEntry:
+        digest, size = hashlib.sha256(), 0
+        with self._io(path), self._fs.open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        return FileEntry(sha256=digest.hexdigest(), size=size)
+
+    @contextlib.contextmanager
+    def _io(self, path: str) -> Iterator[None]:
+        """Turn filesystem errors into the store's own, naming the path."""
+        where = self._fs.unstrip_protocol(path)
+        try:
+            yield
+        except FileNotFoundError as err:
+            raise ArtifactNotFound(f"{where}: not found") from err
+        except PermissionError as err:
+            raise StoreError(f"{where}: permission denied: {err}") from err
+        except OSError as err:
+            if _unreachable(err):
+                raise StoreUnavailable(f"{where}: store unreachable: {err}") from err
+            raise StoreError(f"{where}: {err}") from err
+
+
+class ModelStore(_VersionedStore):
+    """The model store at ``uri`` (``file://``, a local path, or ``hdfs://namenode:port/path``)."""
 
     def manifest(self, name: str, version: str = LATEST) -> Manifest:
         version = self.resolve(name, version)
@@ -139,17 +199,6 @@ class ModelStore:
             shutil.rmtree(download, ignore_errors=True)
         return LocalArtifact(target, manifest)
 
-    # -- writing -------------------------------------------------------------------------------------------
-
-    def check_writable(self) -> None:
-        """Fail early (before hours of training) if the store cannot be written."""
-        probe = self._path(f".write-probe-{uuid.uuid4().hex[:8]}")
-        with self._io(self._root):
-            self._fs.makedirs(self._root, exist_ok=True)
-            with self._fs.open(probe, "wb") as f:
-                f.write(b"ok")
-            self._fs.rm(probe)
-
     def publish(self, source_dir: Path, manifest: Manifest) -> Manifest:
         """Publish the files under ``source_dir`` as ``manifest.name``/``manifest.version``; returns the manifest
         with ``files`` filled in. Either the version appears complete and verified, or nothing changes."""
@@ -189,41 +238,75 @@ class ModelStore:
         self._fs.makedirs(remote.rsplit("/", 1)[0], exist_ok=True)
         self._fs.put_file(str(local), remote)
 
-    def _write_latest(self, name: str, version: str) -> None:
-        latest = self._path(name, _LATEST_FILE)
-        temporary = self._path(name, f".{_LATEST_FILE}.tmp-{uuid.uuid4().hex[:8]}")
-        with self._io(latest):
-            with self._fs.open(temporary, "wb") as f:
-                f.write(f"{version}\n".encode())
-            self._fs.mv(temporary, latest, overwrite=True)
 
-    # -- helpers -------------------------------------------------------------------------------------------
+class PredictionStore(_VersionedStore):
+    """Runs of precomputed predictions in the model store at ``store_uri``, under ``predictions/<set>/<run>``.
 
-    def _path(self, *parts: str) -> str:
-        return filesystem.join(self._root, *parts)
+    A job writes a run's files into :meth:`staging` (a hidden directory removed if the job fails) and
+    :meth:`publish` checksums them, writes the manifest, renames the directory into place and moves ``LATEST``.
+    """
 
-    def _remote_entry(self, path: str) -> FileEntry:
-        digest, size = hashlib.sha256(), 0
+    def __init__(self, store_uri: str) -> None:
+        super().__init__(filesystem.join(store_uri.rstrip("/"), PREDICTIONS_DIR))
+
+    def manifest(self, name: str, run: str = LATEST) -> PredictionManifest:
+        run = self.resolve(name, run)
+        path = self._path(name, run, PREDICTION_MANIFEST_FILE)
         with self._io(path), self._fs.open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        return FileEntry(sha256=digest.hexdigest(), size=size)
+            raw = f.read()
+        try:
+            return PredictionManifest.model_validate_json(raw)
+        except ValueError as err:
+            raise ArtifactCorrupt(f"{self.uri}/{name}/{run}/{PREDICTION_MANIFEST_FILE}: not a valid manifest: "
+                                  f"{err}") from err
+
+    def files(self, name: str, run: str = LATEST) -> list[str]:
+        """The URIs of a run's data files, checked against its manifest."""
+        run = self.resolve(name, run)
+        manifest = self.manifest(name, run)
+        for relative, entry in manifest.files.items():
+            actual = self._remote_entry(self._path(name, run, relative))
+            if actual != entry:
+                raise ArtifactCorrupt(f"{self.uri}/{name}/{run}/{relative}: sha256 {actual.sha256} and "
+                                      f"{actual.size} bytes, manifest says {entry.sha256} and {entry.size}")
+        return [self._fs.unstrip_protocol(self._path(name, run, relative)) for relative in sorted(manifest.files)]
 
     @contextlib.contextmanager
-    def _io(self, path: str) -> Iterator[None]:
-        """Turn filesystem errors into the store's own, naming the path."""
-        where = self._fs.unstrip_protocol(path)
+    def staging(self, name: str, run: str) -> Iterator[str]:
+        """A hidden directory to write run ``run`` of ``name`` into, as a URI; removed if the block raises."""
+        check_name("prediction set", name)
+        check_name("run", run)
+        final = self._path(name, run)
+        staging = self._path(name, f".staging-{run}-{uuid.uuid4().hex[:8]}")
+        with self._io(final):
+            if self._fs.exists(final):
+                raise StoreError(f"{self.uri}/{name}/{run}: run already exists")
+            self._fs.makedirs(staging, exist_ok=True)
         try:
-            yield
-        except FileNotFoundError as err:
-            raise ArtifactNotFound(f"{where}: not found") from err
-        except PermissionError as err:
-            raise StoreError(f"{where}: permission denied: {err}") from err
-        except OSError as err:
-            if _unreachable(err):
-                raise StoreUnavailable(f"{where}: store unreachable: {err}") from err
-            raise StoreError(f"{where}: {err}") from err
+            yield self._fs.unstrip_protocol(staging)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._fs.rm(staging, recursive=True)
+            raise
+
+    def publish(self, staging_uri: str, manifest: PredictionManifest) -> PredictionManifest:
+        """Publish the files written under ``staging_uri`` (from :meth:`staging`) as ``manifest.name``/
+        ``manifest.run``; returns the manifest with ``files`` filled in."""
+        name, run = manifest.name, manifest.run
+        _, staging = filesystem.resolve(staging_uri)
+        with self._io(staging):
+            paths = sorted(p for p in self._fs.find(staging) if p.rsplit("/", 1)[-1] != PREDICTION_MANIFEST_FILE)
+        files = {p[len(staging):].lstrip("/"): self._remote_entry(p) for p in paths}
+        manifest = manifest.model_copy(update={"files": files})
+        final = self._path(name, run)
+        with self._io(staging):
+            with self._fs.open(filesystem.join(staging, PREDICTION_MANIFEST_FILE), "wb") as f:
+                f.write(manifest.model_dump_json(indent=2).encode())
+        with self._io(final):
+            self._fs.mv(staging, final, recursive=True)
+        self._write_latest(name, run)
+        log.info("published %s/%s/%s (%d files, %d rows)", self.uri, name, run, len(files), manifest.rows)
+        return manifest
 
 
 # hdfs-native reports network failures as plain OSErrors that carry the OS error only in their text

@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validat
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MANIFEST_FILE = "manifest.json"
+# A prediction run's manifest sits beside its Parquet files: the leading underscore makes pyarrow, pandas, Spark and
+# Hive skip it when they read the run's directory, as they skip _SUCCESS.
+PREDICTION_MANIFEST_FILE = "_manifest.json"
 SAVED_MODEL_DIR = "saved_model"
 VOCABULARY_FILE = "vocabulary.json"
 
@@ -88,3 +91,38 @@ class Manifest(BaseModel):
             if path.startswith("/") or ".." in path.split("/"):
                 raise ValueError(f"file paths must be relative and inside the version, got {path!r}")
         return files
+
+
+class PredictionInput(BaseModel):
+    """What a prediction run read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    uri: str
+    files: int = Field(ge=0)
+    rows: int = Field(ge=0, description="rows of the input files")
+
+
+class PredictionManifest(BaseModel):
+    """``<store>/predictions/<set>/<run>/_manifest.json``: what a precompute run scored, with which model versions,
+    and every file it wrote."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format_version: int = 1
+    name: str = Field(description="the prediction set, e.g. destinations or trips")
+    run: str
+    created_at: dt.datetime
+    git_commit: str | None = None
+    models: dict[str, str] = Field(description="the version of each model that scored every row, by model")
+    input: PredictionInput
+    rows: int = Field(ge=0, description="rows written: one per scored trip")
+    parameters: dict[str, object] = Field(description="k and the job's other answer settings")
+    unknown: dict[str, int] = Field(description="rows scored with an out-of-vocabulary value, per input")
+    seconds: float = Field(ge=0, description="wall time of the run until publish")
+    files: dict[str, FileEntry] = Field(description="every file of the run but this manifest, by relative path")
+
+    @field_validator("name", "run")
+    @classmethod
+    def _names(cls, value: str, info) -> str:
+        return check_name(info.field_name, value)

@@ -42,7 +42,8 @@ from recsys.manifest import VOCABULARY_FILE, Metrics, Signature
 from recsys.splits import TEST, TRAIN, VALIDATION
 from training import data, job
 from training.config import Hyperparameters, JobConfig
-from training.data import DataFiles, TrainingData
+from recsys.tables import DataFiles
+from training.data import TrainingData
 from training.task import Task
 
 _ROWS_PER_BLOCK = 1_000_000

@@ -10,11 +10,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TypeVar
 
-import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from recsys.errors import ConfigError
+from recsys import config_file
 from recsys.manifest import check_name
 
 # Environment variables that override URIs of the file, so one config serves laptops, CI and clusters.
@@ -61,18 +59,4 @@ C = TypeVar("C", bound=JobConfig)
 
 def load_config(path: Path, environ: Mapping[str, str], config_type: type[C]) -> C:
     """Read ``path`` and apply :data:`URI_OVERRIDES` from ``environ``; :class:`ConfigError` names what is wrong."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
-    for variable, field in URI_OVERRIDES.items():
-        if environ.get(variable):
-            raw[field] = environ[variable]
-    try:
-        return config_type.model_validate(raw)
-    except pydantic.ValidationError as err:
-        raise ConfigError.from_validation(err, str(path)) from err
+    return config_file.load(path, environ, config_type, URI_OVERRIDES)

@@ -34,7 +34,8 @@ from recsys.splits import TEST, TRAIN, VALIDATION
 from recsys.trips import TRIP_SCHEMA, check_trip_schema
 from training import data, job
 from training.config import Hyperparameters, JobConfig
-from training.data import DataFiles, TrainingData
+from recsys.tables import DataFiles
+from training.data import TrainingData
 from training.task import Task
 
 K = 4

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,8 +37,10 @@ from recsys import filesystem
 from recsys.artifact_store import ModelStore
 from recsys.errors import RecsysError
 from recsys.manifest import SAVED_MODEL_DIR, Manifest
+from recsys.provenance import git_commit
 from training.config import JobConfig, load_config
-from training.data import DataFiles, TrainingData, find_parquet_files
+from recsys.tables import DataFiles, find_parquet_files
+from training.data import TrainingData
 from training.task import Task
 from training.train_loop import WEIGHTS_FILE, LoopConfig, run_worker, validation_metric
 
@@ -63,7 +64,7 @@ def main(task: Task, argv: list[str] | None = None, environ: Mapping[str, str] =
         store.check_writable()
         start_ray(config, args.address or environ.get("RAY_ADDRESS"))
         try:
-            manifest = train_and_publish(task, config, files, store, _git_commit(environ))
+            manifest = train_and_publish(task, config, files, store, git_commit(environ))
         finally:
             ray.shutdown()
     except RecsysError as err:
@@ -163,18 +164,6 @@ def start_ray(config: JobConfig, address: str | None) -> None:
     needed = config.num_workers * config.cpus_per_worker + 1
     ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(np.ceil(needed))),
              runtime_env={"env_vars": _WORKER_ENV})
-
-
-def _git_commit(environ: Mapping[str, str]) -> str | None:
-    """The commit the code came from: ``GIT_COMMIT`` (set by the RayJob, whose working_dir has no .git), else
-    the checkout's HEAD."""
-    if environ.get("GIT_COMMIT"):
-        return environ["GIT_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def _frameworks() -> dict[str, str]:

@@ -22,7 +22,8 @@ from pydantic import BaseModel
 
 from recsys.manifest import Metrics, Signature
 from training.config import JobConfig
-from training.data import DataFiles, TrainingData
+from recsys.tables import DataFiles
+from training.data import TrainingData
 
 C = TypeVar("C", bound=JobConfig)
 S = TypeVar("S", bound=BaseModel)

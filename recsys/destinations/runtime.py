@@ -1,7 +1,7 @@
 """The destination model at run time: :class:`Predictor` calls its published signature (for the training job's
 held-out evaluation and the benchmark's in-process limit); :class:`DestinationRuntime` is what a Serve replica or a
-batch job holds: the predictor plus the history width its manifest records, called on batches padded to a few
-warmed heights.
+batch job holds: the predictor plus the history width and vocabulary its version records, called on batches padded
+to a few warmed heights.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from recsys.destinations import signature
-from recsys.destinations.features import PAD_CITY
+from recsys.destinations.features import PAD_CITY, Vocabulary
 from recsys.errors import ModelContractError
 from recsys.loaded_model import padded_height
-from recsys.manifest import SAVED_MODEL_DIR, Manifest
+from recsys.manifest import SAVED_MODEL_DIR, VOCABULARY_FILE, Manifest
 from recsys.saved_model import ServingSignature
 
 MAX_K = 100
@@ -58,32 +58,68 @@ class DestinationRuntime:
     """The destination model as serving and batch scoring call it: raw columns in, top-k out, every batch padded
     to the next warmed height (see :func:`recsys.loaded_model.batch_shapes`) and every trip to the model's width."""
 
-    def __init__(self, predictor: Predictor, history_length: int) -> None:
+    def __init__(self, predictor: Predictor, history_length: int, vocabulary: Vocabulary) -> None:
         self.predictor = predictor
         self.history_length = history_length
+        self.vocabulary = vocabulary
+        self._known_cities = np.array(sorted(vocabulary.cities), dtype=np.int64)
 
     @classmethod
     def open(cls, path: Path, manifest: Manifest) -> DestinationRuntime:
-        """The verified copy of a version at ``path``; the manifest says how wide a trip the network reads."""
+        """The verified copy of a version at ``path``; the manifest says how wide a trip the network reads, the
+        version's vocabulary which values it knows."""
         try:
             config = ServedArchitecture.model_validate(manifest.model)
         except pydantic.ValidationError as err:
             problems = "; ".join(f"model.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
             raise ModelContractError(f"{path}/manifest.json: {problems}") from err
-        return cls(Predictor(path / SAVED_MODEL_DIR), config.history_length)
+        predictor = Predictor(path / SAVED_MODEL_DIR)
+        if VOCABULARY_FILE not in manifest.files:
+            raise ModelContractError(f"{path}/manifest.json: no {VOCABULARY_FILE} in files")
+        try:
+            vocabulary = Vocabulary.model_validate_json((path / VOCABULARY_FILE).read_bytes())
+        except pydantic.ValidationError as err:
+            raise ModelContractError(f"{path}/{VOCABULARY_FILE}: not a destination vocabulary: {err}") from err
+        return cls(predictor, config.history_length, vocabulary)
 
-    def top_k(self, trips: Sequence[Sequence[int]], booker_country: Sequence[str], device_class: Sequence[str],
-              affiliate_id: Sequence[int], k: int, shapes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` city ids and scores, one row per trip; ``affiliate_id`` 0 means unknown."""
-        rows = len(trips)
+    def unknown(self, trips: Sequence[Sequence[int]] | np.ndarray, booker_country: Sequence[str],
+                device_class: Sequence[str], affiliate_id: Sequence[int]) -> dict[str, np.ndarray]:
+        """Per input, which rows hold a value this version has no embedding for (answered through the
+        out-of-vocabulary slot): ``cities`` when any city the model reads is unknown; ``affiliate_id`` 0 is
+        "none given", not unknown. ``trips`` as for :meth:`top_k`."""
+        cities = self._history(trips)
+        unknown_city = (cities != PAD_CITY) & ~np.isin(cities, self._known_cities)
+        affiliates = np.asarray(affiliate_id, dtype=np.int64)
+        return {"cities": unknown_city.any(axis=1),
+                "booker_country": ~np.isin(np.asarray(booker_country, dtype=object),
+                                           np.asarray(self.vocabulary.booker_countries, dtype=object)),
+                "device_class": ~np.isin(np.asarray(device_class, dtype=object),
+                                         np.asarray(self.vocabulary.device_classes, dtype=object)),
+                "affiliate_id": (affiliates != 0) & ~np.isin(affiliates, self.vocabulary.affiliates)}
+
+    def top_k(self, trips: Sequence[Sequence[int]] | np.ndarray, booker_country: Sequence[str],
+              device_class: Sequence[str], affiliate_id: Sequence[int], k: int,
+              shapes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` city ids and scores, one row per trip; ``affiliate_id`` 0 means unknown. ``trips`` may be
+        given as the (rows, history_length) matrix :func:`pad_trips` makes."""
+        history = self._history(trips)
+        rows = len(history)
         padding = max(padded_height(rows, shapes) - rows, 0)
         # A fixed width and a few padded heights: the shapes warm-up ran are the only ones the model sees.
-        cities = pad_trips(list(trips) + [[]] * padding, width=self.history_length)
+        cities = np.zeros((rows + padding, self.history_length), dtype=np.int64)
+        cities[:rows] = history
         affiliates = np.zeros(rows + padding, dtype=np.int64)
         affiliates[:rows] = affiliate_id
         ids, scores = self.predictor.predict(cities, list(booker_country) + [""] * padding,
                                              list(device_class) + [""] * padding, affiliates, k)
         return ids[:rows], scores[:rows]
+
+    def _history(self, trips: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+        if isinstance(trips, np.ndarray) and trips.ndim == 2:
+            if trips.shape[1] != self.history_length:
+                raise ValueError(f"trip matrix has {trips.shape[1]} columns, the model reads {self.history_length}")
+            return trips
+        return pad_trips(trips, width=self.history_length)
 
     def warm_up(self, shapes: Sequence[int]) -> None:
         cities = np.ones((max(shapes), self.history_length), dtype=np.int64)

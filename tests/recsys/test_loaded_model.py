@@ -13,7 +13,7 @@ from recsys.artifact_store import ModelStore
 from recsys.errors import ArtifactNotFound, ModelContractError, StoreUnavailable
 from recsys.destinations.features import Vocabulary
 from recsys.loaded_model import LoadCancelled, LoadOptions, batch_shapes, load
-from recsys.manifest import Manifest, Metrics
+from recsys.manifest import VOCABULARY_FILE, Manifest, Metrics
 from recsys.destinations.model import DestinationRecommender, ModelConfig, build_network
 from recsys.destinations.runtime import DestinationRuntime
 
@@ -26,6 +26,7 @@ def publish(store: ModelStore, version: str, tmp: Path, hidden_units: int = 16, 
     config = ModelConfig(history_length=4, city_embedding_dim=8, hidden_units=hidden_units)
     DestinationRecommender(build_network(config, VOCABULARY.sizes()), VOCABULARY, config).save(
         str(tmp / version / "saved_model"))
+    (tmp / version / VOCABULARY_FILE).write_text(VOCABULARY.model_dump_json())
     store.publish(tmp / version, Manifest(
         name="destinations", version=version, created_at=dt.datetime.now(dt.UTC), frameworks={},
         signature=signature.describe(), vocabulary_sizes=VOCABULARY.sizes(),

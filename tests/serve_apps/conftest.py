@@ -42,6 +42,7 @@ def serving_store(trained_model, tmp_path_factory) -> ServingStore:
     def publish(version: str, build) -> str:
         source = root / version
         build(source)
+        (source / VOCABULARY_FILE).write_text(vocabulary.model_dump_json())
         store.publish(source, trained.manifest.model_copy(update={
             "version": version, "created_at": dt.datetime.now(dt.UTC),
             "metrics": Metrics(accuracy_at_4=0.0, baselines=trained.manifest.metrics.baselines, test_trips=0)}))

@@ -10,7 +10,7 @@ from recsys.errors import DataError
 from recsys.synthetic_trips import TripsSpec, write_trips
 from recsys.trips import TRIP_SCHEMA
 from recsys.trips import check_trip_schema
-from training.data import find_parquet_files
+from recsys.tables import find_parquet_files
 
 
 def test_finds_every_part_and_counts_reservations(tmp_path):

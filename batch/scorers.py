@@ -1,0 +1,186 @@
+"""The Ray Data actors that score open trips (:data:`batch.open_trips.OPEN_TRIP_SCHEMA` batches in, prediction rows
+out). Each actor loads its models once, through the loader the Serve replicas use (:func:`recsys.loaded_model.load`:
+fetch, sha256 check, open, warm-up of every batch shape), capped to its GPU share, and then answers batch after
+batch with columnar code: Arrow lists to padded numpy matrices, one model call, numpy back to Arrow lists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from batch.config import PrecomputeConfig, ScoringPool
+from recsys import gpu
+from recsys.accommodations.runtime import AccommodationRuntime
+from recsys.destinations.runtime import DestinationRuntime
+from recsys.loaded_model import LoadedModel, batch_shapes, load
+from recsys.trip_answer import NextStays, per_trip, property_searches
+
+# Rows that held a value the model does not know, per input: counted in the manifest, never dropped.
+UNKNOWN_COLUMNS = {"cities": "unknown_cities", "booker_country": "unknown_booker_country",
+                   "device_class": "unknown_device_class", "affiliate_id": "unknown_affiliate"}
+UNKNOWN_CITY_PROPERTIES = "unknown_city_properties"  # trip answers: chosen cities without a catalogue
+
+DESTINATION_SCHEMA = pa.schema([
+    pa.field("user_id", pa.int64()),
+    pa.field("utrip_id", pa.string()),
+    pa.field("next_cities", pa.list_(pa.int64())),  # best first
+    pa.field("scores", pa.list_(pa.float32())),
+    pa.field("model_version", pa.string()),
+    *(pa.field(column, pa.bool_()) for column in UNKNOWN_COLUMNS.values()),
+])
+
+TRIP_ANSWER_SCHEMA = pa.schema([
+    pa.field("user_id", pa.int64()),
+    pa.field("utrip_id", pa.string()),
+    pa.field("next_cities", pa.list_(pa.int64())),
+    pa.field("scores", pa.list_(pa.float32())),
+    pa.field("properties", pa.list_(pa.list_(pa.int64()))),  # per next city; empty past cities_with_properties
+    pa.field("property_scores", pa.list_(pa.list_(pa.float32()))),
+    pa.field("checkin", pa.date32()),
+    pa.field("nights", pa.int32()),
+    pa.field("destinations_version", pa.string()),
+    pa.field("accommodations_version", pa.string()),
+    *(pa.field(column, pa.bool_()) for column in UNKNOWN_COLUMNS.values()),
+    pa.field(UNKNOWN_CITY_PROPERTIES, pa.bool_()),
+])
+
+
+def schema_of(config: PrecomputeConfig) -> pa.Schema:
+    return DESTINATION_SCHEMA if config.predictions == "destinations" else TRIP_ANSWER_SCHEMA
+
+
+def scorer_of(config: PrecomputeConfig) -> type:
+    return DestinationScorer if config.predictions == "destinations" else TripAnswerScorer
+
+
+class DestinationScorer:
+    """Each open trip's next ``k`` cities."""
+
+    def __init__(self, config: PrecomputeConfig, versions: dict[str, str]) -> None:
+        _claim_share(config.scoring)
+        self._k = config.k
+        self._shapes = batch_shapes(config.scoring.batch_size)
+        self._destinations = _load(config, versions, "destinations", DestinationRuntime.open, self._shapes)
+
+    def __call__(self, trips: pa.Table) -> pa.Table:
+        ids, scores, unknown = _next_cities(self._destinations, trips, self._k, self._shapes)
+        return pa.table({
+            "user_id": trips["user_id"], "utrip_id": trips["utrip_id"],
+            "next_cities": _lists(ids, pa.int64()), "scores": _lists(scores, pa.float32()),
+            "model_version": pa.repeat(self._destinations.version, trips.num_rows).cast(pa.string()),
+            **{UNKNOWN_COLUMNS[name]: pa.array(rows) for name, rows in unknown.items()},
+        }, schema=DESTINATION_SCHEMA)
+
+
+class TripAnswerScorer:
+    """Each open trip's answer as the live trip endpoint gives it: next cities, and properties for the best few
+    (:mod:`recsys.trip_answer`), for a stay from the trip's last check-out."""
+
+    def __init__(self, config: PrecomputeConfig, versions: dict[str, str]) -> None:
+        _claim_share(config.scoring)
+        self._config = config
+        self._shapes = batch_shapes(config.scoring.batch_size)
+        self._ranking_shapes = batch_shapes(config.scoring.ranking_batch_size)
+        self._destinations = _load(config, versions, "destinations", DestinationRuntime.open, self._shapes)
+        self._accommodations = _load(config, versions, "accommodations", AccommodationRuntime.open,
+                                     self._ranking_shapes)
+
+    def __call__(self, trips: pa.Table) -> pa.Table:
+        answer, stay = self._config.trip_answer, self._config.trip_answer.stay
+        ids, scores, unknown = _next_cities(self._destinations, trips, self._config.k, self._shapes)
+        rows = trips.num_rows
+        stays = NextStays(booker_country=_strings(trips["booker_country"]),
+                          device_class=_strings(trips["device_class"]),
+                          checkin=trips["last_checkout"].to_numpy(), nights=np.full(rows, stay.nights),
+                          adults=np.full(rows, stay.adults), children=np.full(rows, stay.children),
+                          rooms=np.full(rows, stay.rooms))
+        searches, owner = property_searches(stays, ids, answer.cities_with_properties)
+        runtime, step = self._accommodations.runtime, self._config.scoring.ranking_batch_size
+        ranked_ids, ranked_scores = [], []
+        for start in range(0, len(searches), step):
+            part = _slice(searches, slice(start, start + step))
+            no_candidates = [None] * len(part)
+            part_ids, part_scores = runtime.rank(part, no_candidates, no_candidates, answer.properties_per_city,
+                                                 self._ranking_shapes)
+            ranked_ids += part_ids
+            ranked_scores += part_scores
+        no_catalogue = np.zeros(rows, dtype=bool)
+        np.logical_or.at(no_catalogue, owner, np.array([len(r) == 0 for r in ranked_ids], dtype=bool))
+        # One list of properties per next city, empty for the cities past cities_with_properties.
+        properties = [[p.tolist() for p in row] + [[]] * (len(ids[i]) - len(row))
+                      for i, row in enumerate(per_trip(ranked_ids, owner, rows))]
+        property_scores = [[s.tolist() for s in row] + [[]] * (len(ids[i]) - len(row))
+                           for i, row in enumerate(per_trip(ranked_scores, owner, rows))]
+        return pa.table({
+            "user_id": trips["user_id"], "utrip_id": trips["utrip_id"],
+            "next_cities": _lists(ids, pa.int64()), "scores": _lists(scores, pa.float32()),
+            "properties": pa.array(properties, type=pa.list_(pa.list_(pa.int64()))),
+            "property_scores": pa.array(property_scores, type=pa.list_(pa.list_(pa.float32()))),
+            "checkin": trips["last_checkout"], "nights": pa.repeat(stay.nights, rows).cast(pa.int32()),
+            "destinations_version": pa.repeat(self._destinations.version, rows).cast(pa.string()),
+            "accommodations_version": pa.repeat(self._accommodations.version, rows).cast(pa.string()),
+            **{UNKNOWN_COLUMNS[name]: pa.array(flags) for name, flags in unknown.items()},
+            UNKNOWN_CITY_PROPERTIES: pa.array(no_catalogue),
+        }, schema=TRIP_ANSWER_SCHEMA)
+
+
+def trip_matrix(trips: pa.ChunkedArray | pa.ListArray, width: int) -> np.ndarray:
+    """A list column of trips as the (rows, width) matrix the destination model reads: each trip's last ``width``
+    cities, left-aligned and padded with 0 (as :func:`recsys.destinations.runtime.pad_trips`), without a Python
+    loop over rows."""
+    trips = trips.combine_chunks() if isinstance(trips, pa.ChunkedArray) else trips
+    offsets = trips.offsets.to_numpy().astype(np.int64)
+    values = trips.values.to_numpy().astype(np.int64, copy=False)
+    ends = offsets[1:]
+    starts = np.maximum(offsets[:-1], ends - width)
+    positions = starts[:, None] + np.arange(width)
+    inside = positions < ends[:, None]
+    if len(values) == 0:
+        return np.zeros((len(ends), width), dtype=np.int64)
+    return np.where(inside, values[np.minimum(positions, len(values) - 1)], 0)
+
+
+def _next_cities(model: LoadedModel[DestinationRuntime], trips: pa.Table, k: int,
+                 shapes: Sequence[int]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    runtime = model.runtime
+    history = trip_matrix(trips["trip_cities"], runtime.history_length)
+    countries, devices = _strings(trips["booker_country"]), _strings(trips["device_class"])
+    affiliates = trips["affiliate_id"].to_numpy()
+    ids, scores = runtime.top_k(history, countries, devices, affiliates, k, shapes)
+    return ids, scores, runtime.unknown(history, countries, devices, affiliates)
+
+
+def _lists(matrix: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
+    rows, width = matrix.shape
+    offsets = pa.array(np.arange(0, rows * width + 1, width, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1), type=value_type))
+
+
+def _strings(column: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(pc.fill_null(column, "").to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _slice(searches, part: slice):
+    return type(searches)(**{name: value[part] for name, value in vars(searches).items()})
+
+
+def _claim_share(pool: ScoringPool) -> None:
+    """TensorFlow's thread pools sized to the actor's CPUs, and its GPU memory to the actor's share of a card."""
+    import tensorflow as tf
+
+    threads = max(1, math.ceil(pool.num_cpus))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    gpu.cap_this_actor(pool.gpu_memory_mib, pool.gpu_context_mib)
+
+
+def _load(config: PrecomputeConfig, versions: dict[str, str], name: str, open_runtime, shapes) -> LoadedModel:
+    model = load(f"{config.store_uri.rstrip('/')}/{name}", versions[name], open_runtime, config.load, shapes)
+    if model.version != versions[name]:  # resolved once by the driver; never mix versions within a run
+        raise RuntimeError(f"{name}: loaded {model.version}, the run scores with {versions[name]}")
+    return model
