@@ -1,11 +1,12 @@
-"""python -m cluster {render,validate,deploy,status,submit-training,delete} ENV
+"""python -m cluster {render,validate,deploy,status,submit-training,submit-precompute,delete} ENV
 
     render ENV             the environment's manifests as multi-document YAML on stdout
     validate ENV           check them (KubeRay CRDs from KUBERAY_CRD_DIR, or --from-cluster)
-    deploy ENV             validate against the cluster's CRDs, then server-side apply (the RayJob excepted)
-    status ENV             RayService, interactive RayCluster and training RayJobs
+    deploy ENV             validate against the cluster's CRDs, then server-side apply (the RayJobs excepted)
+    status ENV             RayService, interactive RayCluster and the latest RayJobs
     submit-training ENV    start a training RayJob per model (or --model) for a pinned commit; --wait follows them
-    delete ENV             remove the RayService, the RayCluster and/or the training RayJobs
+    submit-precompute ENV  start a precompute RayJob per prediction set (or --predictions); --wait follows them
+    delete ENV             remove the RayService, the RayCluster and/or the RayJobs (training and precompute)
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _deploy(env, args) -> int:
     generation = None
     for obj in objects:
         if obj["kind"] == RAY_JOB.kind:
-            continue  # training runs on demand: submit-training
+            continue  # jobs run on demand: submit-training, submit-precompute
         applied = kube.apply(obj)
         if obj["kind"] == RAY_SERVICE.kind:
             generation = applied.get("metadata", {}).get("generation")
@@ -100,21 +101,31 @@ def _status(env, args) -> int:
 
 
 def _submit_training(env, args) -> int:
+    return _submit(env, args, "model", args.model, env.training.jobs, manifests.training_job, "training", "train")
+
+
+def _submit_precompute(env, args) -> int:
+    return _submit(env, args, "predictions", args.predictions, env.batch.jobs, manifests.precompute_job,
+                   "precompute", "score")
+
+
+def _submit(env, args, option: str, only: str | None, jobs_of_env: dict, render, kind: str, verb: str) -> int:
+    """Start a RayJob per key of ``jobs_of_env`` (or ``only``) for a pinned commit; with --wait, follow them."""
     kube = _client(args)
     commit = _commit(args)
     stamp = dt.datetime.now(dt.UTC).strftime("%m%d%H%M")
-    models = [args.model] if args.model else list(env.training.jobs)
-    unknown = sorted(set(models) - set(env.training.jobs))
+    keys = [only] if only else list(jobs_of_env)
+    unknown = sorted(set(keys) - set(jobs_of_env))
     if unknown:
-        raise ClusterError(f"--model {unknown[0]}: not a training job of {args.env}; known: {sorted(env.training.jobs)}")
+        raise ClusterError(f"--{option} {unknown[0]}: not a {kind} job of {args.env}; known: {sorted(jobs_of_env)}")
     # The commit is in the job's labels and GIT_COMMIT; with it in the name too, names would pass KubeRay's limit.
-    jobs = [manifests.ray_job(env, model, commit, name=f"{env.name}-train-{model}-{stamp}") for model in models]
+    jobs = [render(env, key, commit, name=f"{env.name}-{verb}-{key}-{stamp}") for key in keys]
     problems = validate_manifests(jobs, CrdSchemas.from_cluster(kube.api_client), env.kubernetes_version)
     if problems:
         raise ManifestInvalid(problems)
-    for model, job in zip(models, jobs):
+    for key, job in zip(keys, jobs):
         kube.apply(job)
-        print(f"submitted RayJob/{job['metadata']['name']} (code {commit[:7]}, {env.training.jobs[model].config})")
+        print(f"submitted RayJob/{job['metadata']['name']} (code {commit[:7]}, {jobs_of_env[key].config})")
     if not args.wait:
         return 0
     failed = 0
@@ -134,7 +145,7 @@ def _delete(env, args) -> int:
     if args.what in ("interactive", "all"):
         kube.delete(RAY_CLUSTER, f"{env.name}-interactive", env.namespace)
         print(f"deleted RayCluster/{env.name}-interactive")
-    if args.what in ("training", "all"):
+    if args.what in ("jobs", "all"):
         for job in kube.list(RAY_JOB, env.namespace, label_selector=f"app.kubernetes.io/instance={env.name}"):
             kube.delete(RAY_JOB, job["metadata"]["name"], env.namespace)
             print(f"deleted RayJob/{job['metadata']['name']}")
@@ -168,7 +179,7 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, else ~/.kube/config)")
             sub.add_argument("--context", help="kubeconfig context (default: the current one)")
         if commit:
-            sub.add_argument("--commit", help="git commit the training job runs (default: HEAD)")
+            sub.add_argument("--commit", help="git commit the jobs run (default: HEAD)")
         if model:
             sub.add_argument("--model-version", action="append", default=[], metavar="MODEL=VERSION",
                              help="serve this version of MODEL instead of the config's (repeat for each model)")
@@ -187,8 +198,12 @@ def _parser() -> argparse.ArgumentParser:
     submit = command("submit-training", _submit_training, "start a training RayJob per model", commit=True)
     submit.add_argument("--model", help="only this model's job (default: every model of the environment)")
     submit.add_argument("--wait", type=float, metavar="SECONDS", help="follow the jobs until they finish")
+    precompute = command("submit-precompute", _submit_precompute, "start a precompute RayJob per prediction set",
+                         commit=True)
+    precompute.add_argument("--predictions", help="only this set's job (default: every set of the environment)")
+    precompute.add_argument("--wait", type=float, metavar="SECONDS", help="follow the jobs until they finish")
     delete = command("delete", _delete, "delete resources")
-    delete.add_argument("--what", choices=["serving", "interactive", "training", "all"], default="all")
+    delete.add_argument("--what", choices=["serving", "interactive", "jobs", "all"], default="all")
     return parser
 
 

@@ -1,9 +1,10 @@
 """Cluster environments (``configs/cluster/<env>.yaml``): what differs between dev and prod, and nothing else.
 
-The Serve applications come from a Serve config file (``serve.config``) and each model's training run from its
-training config (``training.jobs.<model>.config``), the same files ``serve run`` and ``python -m training.<model>``
-use; an
-environment only lists the few adaptations a cluster needs (``serve.set``), so the manifests cannot drift from them.
+The Serve applications come from a Serve config file (``serve.config``), each model's training run from its
+training config (``training.jobs.<model>.config``) and each precompute run from its batch config
+(``batch.jobs.<set>.config``): the same files ``serve run``, ``python -m training.<model>`` and
+``python -m batch.precompute`` use. An environment only lists the few adaptations a cluster needs (``serve.set``,
+URIs), so the manifests cannot drift from them.
 """
 
 from __future__ import annotations
@@ -83,6 +84,23 @@ class Training(_Strict):
     backoff_limit: int = Field(0, ge=0)
 
 
+class PrecomputeJob(_Strict):
+    config: Path = Field(description="precompute config file (configs/batch/), relative to the repository")
+    input_uri: str = Field(description="the trips to score")
+
+
+class Batch(_Strict):
+    """One RayJob per prediction set (``jobs``: set -> its config and input); code archive and model store are the
+    training ones."""
+
+    jobs: dict[str, PrecomputeJob] = Field(min_length=1)
+    head: Pods
+    workers: WorkerGroup
+    active_deadline_seconds: int = Field(ge=1)
+    ttl_seconds_after_finished: int = Field(ge=0)
+    backoff_limit: int = Field(0, ge=0)
+
+
 class Interactive(_Strict):
     head: Pods
     workers: list[WorkerGroup]
@@ -111,6 +129,7 @@ class Environment(_Strict):
     serve_port: int = 8000
     serving: Serving
     training: Training
+    batch: Batch
     interactive: Interactive
     hdfs: Hdfs
 

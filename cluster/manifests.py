@@ -1,8 +1,8 @@
-"""Render an environment's Kubernetes objects: Namespace, HDFS ConfigMap, NetworkPolicy, RayService, a RayJob per
-model, RayCluster.
+"""Render an environment's Kubernetes objects: Namespace, HDFS ConfigMap, NetworkPolicy, RayService, a training
+RayJob per model, a precompute RayJob per prediction set, RayCluster.
 
 One source, in Python: the RayService's ``serveConfigV2`` *is* the Serve config file of the environment (with the
-environment's listed ``serve.set`` changes), each RayJob runs its model's training config, and every Ray pod shares
+environment's listed ``serve.set`` changes), each RayJob runs its training or batch config, and every Ray pod shares
 one pod template builder, so security settings and HDFS wiring cannot differ between resources. Secrets are
 referenced, never rendered.
 """
@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 
 import yaml
 
-from cluster.environments import ROOT, Environment, Pods, WorkerGroup
+from cluster.environments import ROOT, Batch, Environment, Pods, Training, WorkerGroup
 from cluster.resources import RAY_CLUSTER, RAY_JOB, RAY_SERVICE
 from recsys.errors import ConfigError
 from recsys.loaded_model import split_model_uri
@@ -28,6 +28,7 @@ MODEL_CACHE_DIR = "/var/cache/recsys-models"
 RAY_UID, RAY_GID = 1000, 100  # the `ray` user of the rayproject images
 PART_OF = "travel-recsys"
 TRAINING_ENTRYPOINT = "python -m training.{model} --config {config}"
+PRECOMPUTE_ENTRYPOINT = "python -m batch.precompute --config {config}"
 
 
 def render(env: Environment, commit: str, model_versions: Mapping[str, str] | None = None) -> list[dict]:
@@ -38,7 +39,8 @@ def render(env: Environment, commit: str, model_versions: Mapping[str, str] | No
         hadoop_config_map(env),
         network_policy(env),
         ray_service(env, model_versions),
-        *(ray_job(env, model, commit) for model in env.training.jobs),
+        *(training_job(env, model, commit) for model in env.training.jobs),
+        *(precompute_job(env, predictions, commit) for predictions in env.batch.jobs),
         ray_cluster(env),
     ]
 
@@ -131,35 +133,49 @@ def ray_service(env: Environment, model_versions: Mapping[str, str] | None = Non
             "metadata": _metadata(env, env.name, "serving"), "spec": spec}
 
 
-def ray_job(env: Environment, model: str, commit: str, name: str | None = None) -> dict:
+def training_job(env: Environment, model: str, commit: str, name: str | None = None) -> dict:
     """The RayJob that trains ``model`` (a key of ``training.jobs``) with the code of ``commit``."""
     training, job = env.training, env.training.jobs[model]
-    runtime_env = {
-        "working_dir": training.code_archive.format(commit=commit),
-        "env_vars": {"DATA_URI": job.data_uri, "MODEL_STORE_URI": training.store_uri,
-                     "CHECKPOINT_URI": training.checkpoint_uri, "GIT_COMMIT": commit, "TF_USE_LEGACY_KERAS": "1"},
-    }
+    return _ray_job(env, name or f"{env.name}-train-{model}-{commit[:7]}", "training", {"model": model}, commit,
+                    TRAINING_ENTRYPOINT.format(model=model, config=job.config.as_posix()),
+                    {"DATA_URI": job.data_uri, "MODEL_STORE_URI": training.store_uri,
+                     "CHECKPOINT_URI": training.checkpoint_uri, "TF_USE_LEGACY_KERAS": "1"},
+                    training)
+
+
+def precompute_job(env: Environment, predictions: str, commit: str, name: str | None = None) -> dict:
+    """The RayJob that precomputes ``predictions`` (a key of ``batch.jobs``) with the code of ``commit``."""
+    job = env.batch.jobs[predictions]
+    return _ray_job(env, name or f"{env.name}-score-{predictions}-{commit[:7]}", "precompute",
+                    {"predictions": predictions}, commit, PRECOMPUTE_ENTRYPOINT.format(config=job.config.as_posix()),
+                    {"INPUT_URI": job.input_uri, "MODEL_STORE_URI": env.training.store_uri}, env.batch)
+
+
+def _ray_job(env: Environment, name: str, component: str, what: dict[str, str], commit: str, entrypoint: str,
+             env_vars: dict[str, str], shape: Training | Batch) -> dict:
+    """A RayJob running ``entrypoint`` in a cluster of its own with the code of ``commit``, gone when it ends."""
+    runtime_env = {"working_dir": env.training.code_archive.format(commit=commit),
+                   "env_vars": {**env_vars, "GIT_COMMIT": commit}}
     submitter = {"name": "ray-job-submitter", "image": env.image,
                  "resources": _resources(Pods(cpu="500m", memory="512Mi")),
                  "env": _ray_auth_env(env), "securityContext": _container_security()}
     spec = {
-        "entrypoint": TRAINING_ENTRYPOINT.format(model=model, config=job.config.as_posix()),
+        "entrypoint": entrypoint,
         "runtimeEnvYAML": yaml.safe_dump(runtime_env, sort_keys=False),
         "shutdownAfterJobFinishes": True,
-        "ttlSecondsAfterFinished": training.ttl_seconds_after_finished,
-        "activeDeadlineSeconds": training.active_deadline_seconds,
-        "backoffLimit": training.backoff_limit,
+        "ttlSecondsAfterFinished": shape.ttl_seconds_after_finished,
+        "activeDeadlineSeconds": shape.active_deadline_seconds,
+        "backoffLimit": shape.backoff_limit,
         "submissionMode": "K8sJobMode",
-        "submitterPodTemplate": {"metadata": {"labels": _labels(env, "training-submitter")},
+        "submitterPodTemplate": {"metadata": {"labels": _labels(env, f"{component}-submitter")},
                                  "spec": {"restartPolicy": "Never", "containers": [submitter],
                                           "securityContext": _pod_security(), "automountServiceAccountToken": False}},
-        "rayClusterSpec": _ray_cluster_spec(env, training.head, [training.workers], "training"),
+        "rayClusterSpec": _ray_cluster_spec(env, shape.head, [shape.workers], component),
     }
+    labels = {**_labels(env, component), **{f"recsys.travel.example/{key}": value for key, value in what.items()},
+              "recsys.travel.example/commit": commit}
     return {"apiVersion": RAY_JOB.api_version, "kind": RAY_JOB.kind,
-            "metadata": {**_metadata(env, name or f"{env.name}-train-{model}-{commit[:7]}", "training"),
-                         "labels": {**_labels(env, "training"), "recsys.travel.example/model": model,
-                                    "recsys.travel.example/commit": commit}},
-            "spec": spec}
+            "metadata": {**_metadata(env, name, component), "labels": labels}, "spec": spec}
 
 
 def ray_cluster(env: Environment) -> dict:

@@ -28,7 +28,7 @@ def test_render_prints_the_manifests_as_multi_document_yaml(capsys, env):
     code, out, _ = run(capsys, "render", env, "--commit", COMMIT)
     assert code == 0
     assert [d["kind"] for d in yaml.safe_load_all(out)] == ["Namespace", "ConfigMap", "NetworkPolicy", "RayService",
-                                                           "RayJob", "RayJob", "RayCluster"]
+                                                           *["RayJob"] * 4, "RayCluster"]
 
 
 def test_render_pins_the_checkout_commit_by_default():
@@ -43,7 +43,7 @@ def test_render_pins_the_checkout_commit_by_default():
 def test_validate_accepts_both_environments(capsys, env):
     code, out, _ = run(capsys, "validate", env, "--commit", COMMIT, "--crd-dir", str(CRD_DIR))
     assert code == 0
-    assert out.strip() == f"{env}: 7 objects valid (KubeRay CRDs from {CRD_DIR}, Kubernetes 1.32.0)"
+    assert out.strip() == f"{env}: 9 objects valid (KubeRay CRDs from {CRD_DIR}, Kubernetes 1.32.0)"
 
 
 def test_validate_lists_every_problem_and_exits_1(capsys, tmp_path):
@@ -127,6 +127,18 @@ def test_submit_training_starts_a_job_per_model_by_default_and_refuses_an_unknow
     code, _, err = run(capsys, "submit-training", "prod", "--model", "hotels", "--commit", COMMIT,
                        "--kubeconfig", str(fake_api.kubeconfig(tmp_path)))
     assert code == 2 and "--model hotels: not a training job of prod" in err
+
+
+def test_submit_precompute_starts_a_job_per_prediction_set_with_a_fake_api_server(capsys, fake_api, tmp_path):
+    code, out, _ = run(capsys, "submit-precompute", "prod", "--commit", COMMIT,
+                       "--kubeconfig", str(fake_api.kubeconfig(tmp_path)))
+    assert code == 0 and out.splitlines()[0].startswith("submitted RayJob/destinations-score-destinations-")
+    jobs = sorted(o["spec"]["entrypoint"] for p, o in fake_api.objects.items() if "/rayjobs/" in p)
+    assert jobs == ["python -m batch.precompute --config configs/batch/destinations-gpu.yaml",
+                    "python -m batch.precompute --config configs/batch/trips-gpu.yaml"]
+    code, _, err = run(capsys, "submit-precompute", "prod", "--predictions", "hotels", "--commit", COMMIT,
+                       "--kubeconfig", str(fake_api.kubeconfig(tmp_path)))
+    assert code == 2 and "--predictions hotels: not a precompute job of prod" in err
 
 
 def test_a_failed_training_job_exits_1_with_a_fake_api_server(capsys, fake_api, tmp_path):

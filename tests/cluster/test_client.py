@@ -19,7 +19,7 @@ from tests.cluster.conftest import COMMIT
 
 ENV = environments.load("prod")
 OBJECTS = {**{obj["kind"]: obj for obj in manifests.render(ENV, COMMIT)},
-           "RayJob": manifests.ray_job(ENV, "destinations", COMMIT)}
+           "RayJob": manifests.training_job(ENV, "destinations", COMMIT)}
 NS = ENV.namespace
 SERVICE_PATH = f"/apis/ray.io/v1/namespaces/{NS}/rayservices/destinations"
 

@@ -11,6 +11,7 @@ from cluster import environments, manifests
 from recsys.errors import ConfigError
 from tests.cluster.conftest import COMMIT
 from tests.support import ROOT
+from batch.config import load_config as load_precompute_config
 from training.config import load_config
 from training.accommodations import AccommodationsConfig
 from training.destinations import DestinationsConfig
@@ -33,7 +34,7 @@ def _pod_specs(obj: dict) -> list[tuple[str, dict]]:
 
 def test_every_environment_renders_the_same_kinds_in_apply_order(env):
     kinds = [obj["kind"] for obj in manifests.render(env, COMMIT)]
-    assert kinds == ["Namespace", "ConfigMap", "NetworkPolicy", "RayService", "RayJob", "RayJob", "RayCluster"]
+    assert kinds == ["Namespace", "ConfigMap", "NetworkPolicy", "RayService", *["RayJob"] * 4, "RayCluster"]
     assert all(obj["metadata"].get("namespace", env.namespace) == env.namespace
                for obj in manifests.render(env, COMMIT))
 
@@ -129,9 +130,11 @@ def test_head_advertises_no_gpus_and_gpu_workers_are_isolated():
     assert service["spec"]["upgradeStrategy"] == {"type": "NewCluster"}
 
 
-def _jobs(env) -> dict[str, dict]:
-    return {job["metadata"]["labels"]["recsys.travel.example/model"]: job
-            for job in manifests.render(env, COMMIT) if job["kind"] == "RayJob"}
+def _jobs(env, component: str = "training") -> dict[str, dict]:
+    """The RayJobs of ``component`` (training: by model; precompute: by prediction set)."""
+    key = "recsys.travel.example/" + ("model" if component == "training" else "predictions")
+    return {job["metadata"]["labels"][key]: job for job in manifests.render(env, COMMIT)
+            if job["kind"] == "RayJob" and job["metadata"]["labels"]["app.kubernetes.io/component"] == component}
 
 
 def test_each_model_has_a_training_job_running_pinned_code_with_its_training_config(env):
@@ -161,6 +164,37 @@ def test_the_training_cluster_has_a_worker_for_every_training_worker(env, model)
     assert workers["minReplicas"] >= training.num_workers
     gpus = workers["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu")
     assert (gpus == "1") is training.use_gpu
+
+
+def test_each_prediction_set_has_a_precompute_job_running_pinned_code_with_its_batch_config(env):
+    jobs = _jobs(env, "precompute")
+    assert set(jobs) == set(env.batch.jobs) == {"destinations", "trips"}
+    for predictions, job in jobs.items():
+        spec = job["spec"]
+        assert spec["entrypoint"] == f"python -m batch.precompute --config {env.batch.jobs[predictions].config}"
+        runtime_env = yaml.safe_load(spec["runtimeEnvYAML"])
+        assert runtime_env["working_dir"] == env.training.code_archive.format(commit=COMMIT)
+        assert runtime_env["env_vars"] == {"INPUT_URI": env.batch.jobs[predictions].input_uri,
+                                           "MODEL_STORE_URI": env.training.store_uri, "GIT_COMMIT": COMMIT}
+        assert spec["activeDeadlineSeconds"] == env.batch.active_deadline_seconds
+        assert job["metadata"]["name"] == f"{env.name}-score-{predictions}-{COMMIT[:7]}"
+
+
+@pytest.mark.parametrize("predictions", ["destinations", "trips"])
+def test_the_precompute_cluster_holds_the_whole_actor_pool(env, predictions):
+    """Every scoring actor finds its CPUs and its share of a card on the job's workers; prod shares cards."""
+    job = _jobs(env, "precompute")[predictions]
+    config = load_precompute_config(ROOT / env.batch.jobs[predictions].config, {})
+    assert config.predictions == predictions
+    [workers] = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    limits = workers["template"]["spec"]["containers"][0]["resources"]["limits"]
+    pool = config.scoring
+    assert pool.concurrency * pool.num_cpus <= workers["minReplicas"] * float(limits["cpu"])
+    assert pool.concurrency * pool.num_gpus <= workers["minReplicas"] * int(limits.get("nvidia.com/gpu", 0))
+    if limits.get("nvidia.com/gpu"):
+        assert 0 < pool.num_gpus < 1  # fractional: actors share a card, TensorFlow capped to the share
+    else:
+        assert pool.num_gpus == 0
 
 
 def test_every_pod_is_restricted_and_every_cluster_uses_token_auth(env):
