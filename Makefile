@@ -16,7 +16,8 @@ export KUBERAY_CRD_DIR ?= $(abspath $(CURDIR)/../shared/kuberay/v1.7.0/crds)
 
 HDFS_HARNESS := tests/hdfs/target/classpath.txt
 
-.PHONY: install hdfs-harness bootstrap models run test validate-cluster bench bench-reliability bench-training lock clean
+.PHONY: install hdfs-harness bootstrap models run precompute test validate-cluster bench bench-reliability bench-training \
+	bench-precompute lock clean
 
 install: $(INSTALLED)
 
@@ -51,6 +52,12 @@ models:
 run: install models
 	$(PY) -m serve_apps.local configs/serve/local.yaml
 
+# Each user's next cities and trip answer, from each user's latest trip of the smoke data, scored with Ray Data by
+# the models LATEST names and published under .data/models/predictions/{destinations,trips}/ (about 2 minutes).
+precompute: install models
+	$(PY) -m batch.precompute --config configs/batch/destinations.yaml
+	$(PY) -m batch.precompute --config configs/batch/trips.yaml
+
 test: install $(HDFS_HARNESS)
 	$(PY) -m pytest
 
@@ -74,6 +81,12 @@ bench-reliability: install models
 # Ray Train examples/s of both models with 1 and 2 workers (~25 minutes on 2 cores); writes bench/results/training.*
 bench-training: install
 	$(PY) -m bench.training_throughput
+
+# The precompute job's stages and end to end with 1 and 2 scoring actors against the in-process limit of the same
+# SavedModel, on the larger synthetic trips (generated if missing; ~6 minutes on 2 cores); writes
+# bench/results/precompute.*
+bench-precompute: install models
+	$(PY) -m bench.precompute
 
 # Re-pin every dependency after changing pyproject.toml (run in a fresh venv to drop strays).
 lock: install

@@ -15,7 +15,6 @@ import pyarrow.compute as pc
 import ray.data
 
 from recsys import filesystem
-from recsys.errors import DataError
 
 COLUMNS = ["user_id", "utrip_id", "checkin", "checkout", "city_id", "booker_country", "device_class",
            "affiliate_id"]
@@ -31,10 +30,15 @@ OPEN_TRIP_SCHEMA = pa.schema([
 ])
 
 
-def read_open_trips(paths: list[str], uri: str, partitions: int) -> ray.data.Dataset:
-    """One row per user (:data:`OPEN_TRIP_SCHEMA`) from the reservations in ``paths`` (files under ``uri``)."""
+def read_reservations(paths: list[str], uri: str) -> ray.data.Dataset:
+    """The columns this job needs of the reservations in ``paths`` (Parquet files under ``uri``)."""
     fs, _ = filesystem.resolve(uri)
-    reservations = ray.data.read_parquet(paths, filesystem=filesystem.to_pyarrow(fs), columns=COLUMNS)
+    return ray.data.read_parquet(paths, filesystem=filesystem.to_pyarrow(fs), columns=COLUMNS)
+
+
+def open_trips(reservations: ray.data.Dataset, partitions: int) -> ray.data.Dataset:
+    """One row per user (:data:`OPEN_TRIP_SCHEMA`): the reservations hash-partitioned by user into
+    ``partitions`` blocks, each block reduced by :func:`latest_trips`."""
     by_user = reservations.repartition(partitions, keys=["user_id"])
     return by_user.map_batches(latest_trips, batch_size=None, batch_format="pyarrow")
 
@@ -68,8 +72,3 @@ def latest_trips(block: pa.Table) -> pa.Table:
         "affiliate_id": pc.fill_null(block["affiliate_id"].take(last), 0),
         "last_checkout": pc.coalesce(block["checkout"].take(last), block["checkin"].take(last)),
     }, schema=OPEN_TRIP_SCHEMA)
-
-
-def check_not_empty(rows: int, uri: str) -> None:
-    if rows == 0:
-        raise DataError(f"{uri}: no trips to score (no reservation with a user, trip and city)")

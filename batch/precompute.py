@@ -35,7 +35,7 @@ from ray.data import SaveMode
 from ray.data.datasource import FilenameProvider
 
 from batch.config import PrecomputeConfig, load_config
-from batch.open_trips import read_open_trips
+from batch.open_trips import open_trips, read_reservations
 from batch.scorers import UNKNOWN_CITY_PROPERTIES, UNKNOWN_COLUMNS, scorer_of
 from recsys import filesystem
 from recsys.artifact_store import ModelStore, PredictionStore
@@ -131,8 +131,8 @@ def precompute(config: PrecomputeConfig, files: DataFiles, versions: dict[str, s
 def scored(config: PrecomputeConfig, files: DataFiles, versions: dict[str, str]) -> ray.data.Dataset:
     """The pipeline up to the write: open trips, scored on the actor pool."""
     pool = config.scoring
-    trips = read_open_trips(files.paths, files.uri, partitions=max(pool.concurrency,
-                                                                    math.ceil(files.rows / _ROWS_PER_PARTITION)))
+    trips = open_trips(read_reservations(files.paths, files.uri),
+                       partitions=max(pool.concurrency, math.ceil(files.rows / _ROWS_PER_PARTITION)))
     return trips.map_batches(scorer_of(config), fn_constructor_kwargs={"config": config, "versions": versions},
                              batch_size=pool.batch_size, batch_format="pyarrow", concurrency=pool.concurrency,
                              num_cpus=pool.num_cpus, num_gpus=pool.num_gpus or None)

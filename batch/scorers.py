@@ -71,7 +71,7 @@ class DestinationScorer:
         ids, scores, unknown = _next_cities(self._destinations, trips, self._k, self._shapes)
         return pa.table({
             "user_id": trips["user_id"], "utrip_id": trips["utrip_id"],
-            "next_cities": _lists(ids, pa.int64()), "scores": _lists(scores, pa.float32()),
+            "next_cities": list_column(ids, pa.int64()), "scores": list_column(scores, pa.float32()),
             "model_version": pa.repeat(self._destinations.version, trips.num_rows).cast(pa.string()),
             **{UNKNOWN_COLUMNS[name]: pa.array(rows) for name, rows in unknown.items()},
         }, schema=DESTINATION_SCHEMA)
@@ -94,8 +94,8 @@ class TripAnswerScorer:
         answer, stay = self._config.trip_answer, self._config.trip_answer.stay
         ids, scores, unknown = _next_cities(self._destinations, trips, self._config.k, self._shapes)
         rows = trips.num_rows
-        stays = NextStays(booker_country=_strings(trips["booker_country"]),
-                          device_class=_strings(trips["device_class"]),
+        stays = NextStays(booker_country=string_values(trips["booker_country"]),
+                          device_class=string_values(trips["device_class"]),
                           checkin=trips["last_checkout"].to_numpy(), nights=np.full(rows, stay.nights),
                           adults=np.full(rows, stay.adults), children=np.full(rows, stay.children),
                           rooms=np.full(rows, stay.rooms))
@@ -118,7 +118,7 @@ class TripAnswerScorer:
                            for i, row in enumerate(per_trip(ranked_scores, owner, rows))]
         return pa.table({
             "user_id": trips["user_id"], "utrip_id": trips["utrip_id"],
-            "next_cities": _lists(ids, pa.int64()), "scores": _lists(scores, pa.float32()),
+            "next_cities": list_column(ids, pa.int64()), "scores": list_column(scores, pa.float32()),
             "properties": pa.array(properties, type=pa.list_(pa.list_(pa.int64()))),
             "property_scores": pa.array(property_scores, type=pa.list_(pa.list_(pa.float32()))),
             "checkin": trips["last_checkout"], "nights": pa.repeat(stay.nights, rows).cast(pa.int32()),
@@ -149,19 +149,21 @@ def _next_cities(model: LoadedModel[DestinationRuntime], trips: pa.Table, k: int
                  shapes: Sequence[int]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     runtime = model.runtime
     history = trip_matrix(trips["trip_cities"], runtime.history_length)
-    countries, devices = _strings(trips["booker_country"]), _strings(trips["device_class"])
+    countries, devices = string_values(trips["booker_country"]), string_values(trips["device_class"])
     affiliates = trips["affiliate_id"].to_numpy()
     ids, scores = runtime.top_k(history, countries, devices, affiliates, k, shapes)
     return ids, scores, runtime.unknown(history, countries, devices, affiliates)
 
 
-def _lists(matrix: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
+def list_column(matrix: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
+    """A (rows, k) matrix as a list column, without a Python loop over rows."""
     rows, width = matrix.shape
     offsets = pa.array(np.arange(0, rows * width + 1, width, dtype=np.int32))
     return pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1), type=value_type))
 
 
-def _strings(column: pa.ChunkedArray) -> np.ndarray:
+def string_values(column: pa.ChunkedArray) -> np.ndarray:
+    """A string column as the object array the models take, nulls as "" (out of vocabulary)."""
     return np.asarray(pc.fill_null(column, "").to_numpy(zero_copy_only=False), dtype=object)
 
 

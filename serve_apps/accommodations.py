@@ -22,12 +22,10 @@ from ray.serve import Application
 
 from recsys.accommodations.runtime import MAX_K, AccommodationRuntime, Searches
 from recsys.loaded_model import LoadedModel
-from serve_apps.core.errors import documented_responses
 from serve_apps.core.fields import MAX_ID, Date, Id, Integer, Text, json_integer
-from serve_apps.core.http_edge import ingress_api
+from serve_apps.core.model_api import ModelApi
 from serve_apps.core.replica import ModelReplica
 from serve_apps.core.settings import ReplicaOptions
-from serve_apps.core.status import ModelStatus
 
 MAX_BATCH_REQUESTS = 256
 MAX_CANDIDATES = 500
@@ -91,44 +89,21 @@ class RankResponse(BaseModel):
     model_version: str = Field(description="the model version that produced this answer")
 
 
-class RankBatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    requests: list[RankRequest] = Field(min_length=1, max_length=MAX_BATCH_REQUESTS)
-
-
-class RankBatchResponse(BaseModel):
-    results: list[RankResponse] = Field(description="one result per request, in the same order")
-
-
-api = ingress_api(title="Accommodation ranking",
-                  description="The properties of a city ranked for a visitor's search, from the model published "
-                              "to the model store.",
-                  max_body_bytes=8 << 20)
-ERRORS = documented_responses(400, 413, 415, 500, 503)
+API = ModelApi(title="Accommodation ranking",
+               description="The properties of a city ranked for a visitor's search, from the model published to "
+                           "the model store.",
+               path="/rank", request=RankRequest, answer=RankResponse, batch_name="RankBatch",
+               max_batch_requests=MAX_BATCH_REQUESTS, single_summary="One search's properties, best first.",
+               batch_summary="Many searches in one call, answered in the same order.")
+RankBatchRequest, RankBatchResponse = API.batch_request, API.batch_response
 
 
 @serve.deployment(name="Accommodations", max_ongoing_requests=64)
-@serve.ingress(api)
+@serve.ingress(API.app)
+@API.routes
 class Accommodations(ModelReplica[AccommodationRuntime, RankRequest, RankResponse]):
     def __init__(self, options: ReplicaOptions) -> None:
-        super().__init__(api, options, AccommodationRuntime.open)
-
-    @api.post("/rank", response_model=RankResponse, responses=ERRORS)
-    async def rank(self, request: RankRequest) -> RankResponse:
-        """One search's properties, best first."""
-        [answer] = await self.infer([request])
-        return answer
-
-    @api.post("/rank/batch", response_model=RankBatchResponse, responses=ERRORS)
-    async def rank_batch(self, batch: RankBatchRequest) -> RankBatchResponse:
-        """Many searches in one call, answered in the same order."""
-        return RankBatchResponse(results=await self.infer(batch.requests))
-
-    @api.get("/model", response_model=ModelStatus)
-    async def model(self) -> ModelStatus:
-        """The version this replica serves, its manifest summary, load time, and the last load error."""
-        return self.status()
+        super().__init__(API.app, options, AccommodationRuntime.open)
 
     def predict(self, model: LoadedModel[AccommodationRuntime], queries: Sequence[RankRequest],
                 shapes: Sequence[int]) -> list[RankResponse]:

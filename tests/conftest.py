@@ -6,10 +6,12 @@ workers they start.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,6 +28,7 @@ tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
 from recsys.accommodations.synthetic_searches import write_searches  # noqa: E402
+from recsys.artifact_store import ModelStore  # noqa: E402
 from recsys.synthetic_trips import write_trips  # noqa: E402
 from tests.hdfs.harness import MiniHdfs  # noqa: E402
 from tests.serving import LOCAL_CONFIG, ServeCluster, free_port  # noqa: E402
@@ -122,3 +125,25 @@ def serve_cluster(short_tmp) -> ServeCluster:
         ray.shutdown()
         os.environ.clear()
         os.environ.update(saved)
+
+
+@dataclass(frozen=True)
+class BothModelsStore:
+    uri: str
+    destinations: str  # the session's trained destination model
+    accommodations: str  # the session's trained ranking model
+    accommodations_again: str  # the same ranking artifact published again: a second version to swap to
+
+
+@pytest.fixture(scope="session")
+def both_models_store(trained_model, trained_accommodations, tmp_path_factory) -> BothModelsStore:
+    """One store with both models, as `make bootstrap` leaves the local one."""
+    root = tmp_path_factory.mktemp("both-models")
+    store = ModelStore(str(root / "models"))
+    for trained in (trained_model, trained_accommodations):
+        fetched = ModelStore(trained.store_uri).fetch(trained.name, trained.version, root / "fetch")
+        store.publish(fetched.path, fetched.manifest)
+    again = fetched.manifest.model_copy(update={"version": "v2-again", "created_at": dt.datetime.now(dt.UTC)})
+    store.publish(fetched.path, again)
+    return BothModelsStore(uri=str(root / "models"), destinations=trained_model.version,
+                           accommodations=trained_accommodations.version, accommodations_again="v2-again")

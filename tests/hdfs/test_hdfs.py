@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from recsys import filesystem
-from recsys.artifact_store import ModelStore
+from recsys.artifact_store import ModelStore, PredictionStore
 from recsys.errors import ArtifactCorrupt
 from recsys.destinations.features import Vocabulary
 from recsys.manifest import SAVED_MODEL_DIR, VOCABULARY_FILE
@@ -34,7 +34,7 @@ from tests.serving import (
     serve_shutdown,
     wait_for,
 )
-from tests.support import ACCOMMODATIONS_SMOKE_CONFIG, SMOKE_CONFIG, SMOKE_SEARCHES, run_cli
+from tests.support import ACCOMMODATIONS_SMOKE_CONFIG, ROOT, SMOKE_CONFIG, SMOKE_SEARCHES, run_cli
 
 pytestmark = pytest.mark.hdfs
 
@@ -103,6 +103,30 @@ def test_the_ranking_job_reads_searches_from_hdfs_and_publishes_to_hdfs(hdfs, hd
         lists = lists_from_searches(pq.read_table(f), local.manifest.model["list_size"])
     scores = Ranker(local.path / SAVED_MODEL_DIR).score_shown({name: values[:50] for name, values in lists.items()})
     assert np.isfinite(scores[lists["prop_id"][:50] != 0]).all()
+
+
+def test_precompute_reads_trips_and_the_model_from_hdfs_and_publishes_there(hdfs, hdfs_trips, hdfs_trained,
+                                                                           tmp_path, short_tmp):
+    result = run_cli("batch.precompute", "--config", str(ROOT / "configs" / "batch" / "destinations.yaml"), env={
+        "INPUT_URI": hdfs_trips, "MODEL_STORE_URI": hdfs_trained["store"], "RAY_TMPDIR": str(short_tmp)})
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    predictions = PredictionStore(hdfs_trained["store"])
+    manifest = predictions.manifest("destinations")
+    assert summary["run"] == manifest.run and manifest.input.uri == hdfs_trips
+    assert manifest.models == {NAME: ModelStore(hdfs_trained["store"]).resolve(NAME)}
+    fs, _ = filesystem.resolve(hdfs.uri)
+    users = set()
+    for path in fs.find("/data/trips"):
+        if path.endswith(".parquet"):
+            with fs.open(path, "rb") as f:
+                users.update(pq.read_table(f, columns=["user_id"])["user_id"].to_pylist())
+    rows = []
+    for uri in predictions.files("destinations"):  # checksums verified on HDFS
+        with fs.open(filesystem.resolve(uri)[1], "rb") as f:
+            rows += pq.read_table(f, columns=["user_id", "model_version"]).to_pylist()
+    assert manifest.rows == len(rows) == len(users) and {r["user_id"] for r in rows} == users
+    assert {r["model_version"] for r in rows} == set(manifest.models.values())
 
 
 def test_a_replica_loads_its_model_from_hdfs_and_answers(serve_cluster, hdfs_trained):

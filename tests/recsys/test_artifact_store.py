@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from recsys.destinations import signature
-from recsys.artifact_store import ModelStore
+from recsys import filesystem
+from recsys.artifact_store import ModelStore, PredictionStore
 from recsys.errors import ArtifactCorrupt, ArtifactNotFound, StoreError, StoreUnavailable
-from recsys.manifest import Manifest, Metrics
+from recsys.manifest import PREDICTION_MANIFEST_FILE, Manifest, Metrics, PredictionInput, PredictionManifest
 
 
 def manifest(version: str, name: str = "destinations") -> Manifest:
@@ -183,3 +184,53 @@ def test_network_failures_are_retryable_other_errors_are_not(tmp_path, monkeypat
         store.versions("destinations")
     assert isinstance(raised.value, StoreUnavailable) is unavailable
     assert isinstance(raised.value, StoreError)
+
+
+def prediction_manifest(run: str) -> PredictionManifest:
+    return PredictionManifest(name="destinations", run=run, created_at=dt.datetime(2026, 11, 30, tzinfo=dt.UTC),
+                              models={"destinations": "v1"}, input=PredictionInput(uri="/trips", files=1, rows=9),
+                              rows=3, parameters={"k": 4}, unknown={}, seconds=1.0, files={})
+
+
+def write_run(staging_uri: str, content: bytes = b"rows") -> None:
+    _, path = filesystem.resolve(staging_uri)
+    (Path(path) / "part-00000-0.parquet").write_bytes(content)
+
+
+def test_a_prediction_run_is_published_whole_with_its_checksums_then_becomes_latest(tmp_path):
+    predictions = PredictionStore(str(tmp_path / "models"))
+    for run, content in (("r1", b"old"), ("r2", b"new")):
+        with predictions.staging("destinations", run) as staging:
+            write_run(staging, content)
+            assert predictions.versions("destinations") == (["r1"] if run == "r2" else [])
+            published = predictions.publish(staging, prediction_manifest(run))
+    assert published.files["part-00000-0.parquet"].size == 3
+    assert predictions.resolve("destinations") == "r2" and predictions.versions("destinations") == ["r1", "r2"]
+    assert predictions.manifest("destinations") == published
+    [part] = predictions.files("destinations")
+    assert Path(filesystem.resolve(part)[1]).read_bytes() == b"new"
+    assert (tmp_path / "models" / "predictions" / "destinations" / "r2" / PREDICTION_MANIFEST_FILE).is_file()
+
+
+def test_a_failed_run_leaves_nothing_and_the_previous_run_latest(tmp_path):
+    predictions = PredictionStore(str(tmp_path / "models"))
+    with predictions.staging("destinations", "r1") as staging:
+        write_run(staging)
+        predictions.publish(staging, prediction_manifest("r1"))
+    with pytest.raises(KeyboardInterrupt), predictions.staging("destinations", "r2") as staging:
+        write_run(staging)
+        raise KeyboardInterrupt
+    assert sorted(p.name for p in (tmp_path / "models" / "predictions" / "destinations").iterdir()) == ["LATEST", "r1"]
+    assert predictions.resolve("destinations") == "r1"
+
+
+def test_a_damaged_prediction_file_is_refused(tmp_path):
+    predictions = PredictionStore(str(tmp_path / "models"))
+    with predictions.staging("destinations", "r1") as staging:
+        write_run(staging)
+        predictions.publish(staging, prediction_manifest("r1"))
+    flip_one_byte(tmp_path / "models" / "predictions" / "destinations" / "r1" / "part-00000-0.parquet")
+    with pytest.raises(ArtifactCorrupt, match="part-00000-0.parquet: sha256"):
+        predictions.files("destinations")
+    with pytest.raises(StoreError, match="r1: run already exists"), predictions.staging("destinations", "r1"):
+        pass

@@ -68,26 +68,3 @@ def serving_store(trained_model, tmp_path_factory) -> ServingStore:
     wrong = publish("v4-wrong-signature", other_signature)
     return ServingStore(uri=str(root / "models"), good=trained_model.version, other=other, corrupt=corrupt,
                         wrong_signature=wrong)
-
-
-
-@dataclass(frozen=True)
-class BothModelsStore:
-    uri: str
-    destinations: str  # the session's trained destination model
-    accommodations: str  # the session's trained ranking model
-    accommodations_again: str  # the same ranking artifact published again: a second version to swap to
-
-
-@pytest.fixture(scope="session")
-def both_models_store(trained_model, trained_accommodations, tmp_path_factory) -> BothModelsStore:
-    """One store with both models, as `make bootstrap` leaves the local one."""
-    root = tmp_path_factory.mktemp("both-models")
-    store = ModelStore(str(root / "models"))
-    for trained in (trained_model, trained_accommodations):
-        fetched = ModelStore(trained.store_uri).fetch(trained.name, trained.version, root / "fetch")
-        store.publish(fetched.path, fetched.manifest)
-    again = fetched.manifest.model_copy(update={"version": "v2-again", "created_at": dt.datetime.now(dt.UTC)})
-    store.publish(fetched.path, again)
-    return BothModelsStore(uri=str(root / "models"), destinations=trained_model.version,
-                           accommodations=trained_accommodations.version, accommodations_again="v2-again")

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 
+import httpx
 import yaml
 
 from recsys.artifact_store import ModelStore
 from recsys.manifest import VOCABULARY_FILE
 from serve_apps.local import example_requests
+from tests.serving import free_port, wait_for
 from tests.support import ROOT
 
 
@@ -42,3 +49,30 @@ def test_example_requests_without_models_still_give_valid_requests(tmp_path):
                                                      "accommodations": str(tmp_path / "accommodations")})))
     assert bodies["destinations"]["cities"] and bodies["destinations"]["device_class"] == "mobile"
     assert bodies["accommodations"]["city_id"] == 8183 and bodies["trips"]["checkin"]
+
+
+def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path, short_tmp):
+    """`make run` stopped by SIGTERM (a supervisor, a closed terminal) leaves nothing listening: not HAProxy, not
+    Ray."""
+    config = _local_config({"destinations": f"{trained_model.store_uri}/{trained_model.name}"})
+    config["applications"] = [a for a in config["applications"] if a["name"] == "destinations"]
+    port, stats, metrics = free_port(), free_port(), free_port()
+    config["http_options"]["port"] = port
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump(config))
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "serve_apps.local", str(path), "--run-dir", str(short_tmp / "local-haproxy")],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "RAY_TMPDIR": str(short_tmp), "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
+             "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics)})
+    try:
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/destinations/model", timeout=5).status_code == 200,
+                 timeout=300, what="the launcher's Serve to answer")
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(timeout=180) is not None
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    for listener in (port, stats):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", listener)) != 0, f"port {listener} still listening"
