@@ -50,10 +50,6 @@ TRIP_ANSWER_SCHEMA = pa.schema([
 ])
 
 
-def schema_of(config: PrecomputeConfig) -> pa.Schema:
-    return DESTINATION_SCHEMA if config.predictions == "destinations" else TRIP_ANSWER_SCHEMA
-
-
 def scorer_of(config: PrecomputeConfig) -> type:
     return DestinationScorer if config.predictions == "destinations" else TripAnswerScorer
 

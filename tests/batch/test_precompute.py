@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from batch.scorers import DESTINATION_SCHEMA, TRIP_ANSWER_SCHEMA
 from recsys.accommodations.catalogue import CATALOGUE_FILE, Catalogue
 from recsys.accommodations.runtime import Ranker, Searches
 from recsys.artifact_store import ModelStore, PredictionStore
@@ -114,6 +115,7 @@ def test_one_prediction_per_user_with_the_version_latest_named_at_the_start(stor
     assert (table["next_cities"].map(len) == 10).all() and (table["scores"].map(len) == 10).all()
     assert sorted(p.name for p in run_dir.iterdir()) == sorted([*manifest.files, PREDICTION_MANIFEST_FILE])
     assert all(name.startswith("part-") for name in manifest.files)
+    assert all(pq.read_schema(run_dir / name) == DESTINATION_SCHEMA for name in manifest.files)  # as documented
     assert predictions.files("destinations")  # every file matches its sha256
 
 
@@ -156,7 +158,9 @@ def test_the_trip_answer_is_the_live_endpoints_composition_offline(store, smoke_
     manifest = PredictionStore(store.uri).manifest("trips")
     assert summary["rows"] == manifest.rows == kept["user_id"].nunique()
     assert manifest.models == {name: store.resolve(name) for name in ("destinations", "accommodations")}
-    table = pd.read_parquet(Path(PredictionStore(store.uri).uri) / "trips" / manifest.run)
+    run_dir = Path(PredictionStore(store.uri).uri) / "trips" / manifest.run
+    assert all(pq.read_schema(run_dir / name) == TRIP_ANSWER_SCHEMA for name in manifest.files)
+    table = pd.read_parquet(run_dir)
     local = store.fetch("accommodations", manifest.models["accommodations"], tmp_path / "cache")
     ranker, catalogue = Ranker(local.path / SAVED_MODEL_DIR), Catalogue.read(local.path / CATALOGUE_FILE)
     expected = latest_trips(kept)

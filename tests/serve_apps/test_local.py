@@ -60,14 +60,22 @@ def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path,
     config["http_options"]["port"] = port
     path = tmp_path / "serve.yaml"
     path.write_text(yaml.safe_dump(config))
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "serve_apps.local", str(path), "--run-dir", str(short_tmp / "local-haproxy")],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "RAY_TMPDIR": str(short_tmp), "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
-             "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics)})
+    # Its own Ray: not the session's, which this process's Ray client advertises in RAY_ADDRESS.
+    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    log = tmp_path / "launcher.log"
+    with open(log, "wb") as output:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "serve_apps.local", str(path), "--run-dir", str(short_tmp / "local-haproxy")],
+            cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+            env={**environment, "RAY_TMPDIR": str(short_tmp), "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
+                 "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics)})
+
+    def serving() -> bool:
+        assert launcher.poll() is None, f"the launcher exited: {log.read_text()[-3000:]}"
+        return httpx.get(f"http://127.0.0.1:{port}/destinations/model", timeout=5).status_code == 200
+
     try:
-        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/destinations/model", timeout=5).status_code == 200,
-                 timeout=300, what="the launcher's Serve to answer")
+        wait_for(serving, timeout=300, what="the launcher's Serve to answer")
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(timeout=180) is not None
     finally:
