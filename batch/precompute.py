@@ -24,19 +24,16 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 import ray.data
 from ray.data import SaveMode
-from ray.data.datasource import FilenameProvider
 
 from batch.config import PrecomputeConfig, load_config
 from batch.open_trips import open_trips, read_reservations
-from batch.scorers import UNKNOWN_CITY_PROPERTIES, UNKNOWN_COLUMNS, scorer_of
+from batch.output import PartFiles, count_written, unknown_flags
+from batch.scorers import scorer_of
 from recsys import filesystem
 from recsys.artifact_store import ModelStore, PredictionStore
 from recsys.errors import DataError, RecsysError
@@ -49,19 +46,6 @@ log = logging.getLogger("batch.precompute")
 
 _WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 _ROWS_PER_PARTITION = 500_000  # reservations per block after the shuffle by user
-
-
-@dataclass(frozen=True)
-class Written:
-    rows: int
-    unknown: dict[str, int]
-
-
-class PartFiles(FilenameProvider):
-    """``part-<task>-<file>.parquet``, as Hive and Spark name theirs."""
-
-    def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-        return f"part-{task_index:05d}-{{i}}.parquet"  # {i}: the task's n-th file (max_rows_per_file)
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
@@ -115,7 +99,7 @@ def precompute(config: PrecomputeConfig, files: DataFiles, versions: dict[str, s
                                                       max_rows_per_file=config.rows_per_file,
                                                       # The staging directory is the run's own: nothing to keep.
                                                       mode=SaveMode.OVERWRITE)
-        written = count(staging, config)
+        written = count_written(staging, unknown_flags(config.predictions))
         if written.rows == 0:
             raise DataError(f"{files.uri}: no trips to score (no reservation with a user, a trip and a city)")
         parameters = {"k": config.k, "scoring": config.scoring.model_dump()}
@@ -136,20 +120,6 @@ def scored(config: PrecomputeConfig, files: DataFiles, versions: dict[str, str])
     return trips.map_batches(scorer_of(config), fn_constructor_kwargs={"config": config, "versions": versions},
                              batch_size=pool.batch_size, batch_format="pyarrow", concurrency=pool.concurrency,
                              num_cpus=pool.num_cpus, num_gpus=pool.num_gpus or None)
-
-
-def count(staging_uri: str, config: PrecomputeConfig) -> Written:
-    """Rows written and, per input, rows scored with an unknown value: read back from the files themselves."""
-    fs, root = filesystem.resolve(staging_uri)
-    flags = [*UNKNOWN_COLUMNS.values()] + ([UNKNOWN_CITY_PROPERTIES] if config.predictions == "trips" else [])
-    rows, unknown = 0, dict.fromkeys(flags, 0)
-    for path in sorted(p for p in fs.find(root) if p.endswith(".parquet")):
-        with fs.open(path, "rb") as f:
-            table = pq.read_table(f, columns=flags)
-        rows += table.num_rows
-        for flag in flags:
-            unknown[flag] += pc.sum(table[flag]).as_py() or 0
-    return Written(rows=rows, unknown=unknown)
 
 
 def start_ray(config: PrecomputeConfig, address: str | None) -> None:

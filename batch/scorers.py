@@ -14,41 +14,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batch.config import PrecomputeConfig, ScoringPool
+from batch.output import (
+    DESTINATION_SCHEMA,
+    TRIP_ANSWER_SCHEMA,
+    UNKNOWN_CITY_PROPERTIES,
+    UNKNOWN_COLUMNS,
+)
 from recsys import gpu
 from recsys.accommodations.runtime import AccommodationRuntime
 from recsys.destinations.runtime import DestinationRuntime
 from recsys.loaded_model import LoadedModel, batch_shapes, load
 from recsys.trip_answer import NextStays, per_trip, property_searches
-
-# Rows that held a value the model does not know, per input: counted in the manifest, never dropped.
-UNKNOWN_COLUMNS = {"cities": "unknown_cities", "booker_country": "unknown_booker_country",
-                   "device_class": "unknown_device_class", "affiliate_id": "unknown_affiliate"}
-UNKNOWN_CITY_PROPERTIES = "unknown_city_properties"  # trip answers: chosen cities without a catalogue
-
-DESTINATION_SCHEMA = pa.schema([
-    pa.field("user_id", pa.int64()),
-    pa.field("utrip_id", pa.string()),
-    pa.field("next_cities", pa.list_(pa.int64())),  # best first
-    pa.field("scores", pa.list_(pa.float32())),
-    pa.field("model_version", pa.string()),
-    *(pa.field(column, pa.bool_()) for column in UNKNOWN_COLUMNS.values()),
-])
-
-TRIP_ANSWER_SCHEMA = pa.schema([
-    pa.field("user_id", pa.int64()),
-    pa.field("utrip_id", pa.string()),
-    pa.field("next_cities", pa.list_(pa.int64())),
-    pa.field("scores", pa.list_(pa.float32())),
-    pa.field("properties", pa.list_(pa.list_(pa.int64()))),  # per next city; empty past cities_with_properties
-    pa.field("property_scores", pa.list_(pa.list_(pa.float32()))),
-    pa.field("checkin", pa.date32()),
-    pa.field("nights", pa.int32()),
-    pa.field("destinations_version", pa.string()),
-    pa.field("accommodations_version", pa.string()),
-    *(pa.field(column, pa.bool_()) for column in UNKNOWN_COLUMNS.values()),
-    pa.field(UNKNOWN_CITY_PROPERTIES, pa.bool_()),
-])
-
 
 def scorer_of(config: PrecomputeConfig) -> type:
     return DestinationScorer if config.predictions == "destinations" else TripAnswerScorer

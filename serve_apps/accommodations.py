@@ -102,8 +102,7 @@ RankBatchRequest, RankBatchResponse = API.batch_request, API.batch_response
 @serve.ingress(API.app)
 @API.routes
 class Accommodations(ModelReplica[AccommodationRuntime, RankRequest, RankResponse]):
-    def __init__(self, options: ReplicaOptions) -> None:
-        super().__init__(API.app, options, AccommodationRuntime.open)
+    open_runtime = AccommodationRuntime.open
 
     def predict(self, model: LoadedModel[AccommodationRuntime], queries: Sequence[RankRequest],
                 shapes: Sequence[int]) -> list[RankResponse]:

@@ -62,8 +62,7 @@ BatchRequest, BatchResponse = API.batch_request, API.batch_response
 @serve.ingress(API.app)
 @API.routes
 class Destinations(ModelReplica[DestinationRuntime, RecommendRequest, RecommendResponse]):
-    def __init__(self, options: ReplicaOptions) -> None:
-        super().__init__(API.app, options, DestinationRuntime.open)
+    open_runtime = DestinationRuntime.open
 
     def predict(self, model: LoadedModel[DestinationRuntime], queries: Sequence[RecommendRequest],
                 shapes: Sequence[int]) -> list[RecommendResponse]:

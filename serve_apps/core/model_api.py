@@ -12,6 +12,8 @@ the replica, and deployment handles call them by name: ``recommend``, ``recommen
     @serve.ingress(API.app)
     @API.routes
     class Destinations(ModelReplica[...]):
+        open_runtime = DestinationRuntime.open
+
         def predict(self, model, queries, shapes): ...
 """
 
@@ -44,7 +46,8 @@ class ModelApi:
         self._summaries = single_summary, batch_summary
 
     def routes(self, cls: type) -> type:
-        """Class decorator: add ``POST <path>``, ``POST <path>/batch`` and ``GET /model`` to a ModelReplica."""
+        """Class decorator: add ``POST <path>``, ``POST <path>/batch`` and ``GET /model`` to a ModelReplica, and
+        give it this app (``cls.api``)."""
         name = self.path.strip("/").replace("/", "_")
         request_type, answer_type = self.request, self.answer
         batch_request, batch_response = self.batch_request, self.batch_response
@@ -69,4 +72,5 @@ class ModelApi:
         self.app.post(self.path, response_model=answer_type, responses=ERRORS)(single)
         self.app.post(f"{self.path}/batch", response_model=batch_response, responses=ERRORS)(batch)
         self.app.get("/model", response_model=ModelStatus)(model)
+        cls.api = self.app
         return cls

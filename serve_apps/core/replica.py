@@ -1,9 +1,9 @@
 """What every model replica does, whatever the model; a model plugs in its request and answer types and one
 function from a batch of requests to answers.
 
-A model deployment is a class that extends :class:`ModelReplica`, is decorated with ``@serve.deployment`` and
-``@serve.ingress(api)`` (``api`` from :func:`serve_apps.core.http_edge.ingress_api`), and implements
-:meth:`ModelReplica.predict`. The base:
+A model deployment is a class that extends :class:`ModelReplica`, is decorated with ``@serve.deployment``,
+``@serve.ingress(API.app)`` and ``@API.routes`` (``API`` a :class:`serve_apps.core.model_api.ModelApi`), names its
+runtime's ``open`` as ``open_runtime`` and implements :meth:`ModelReplica.predict`. The base:
 
 * loads the model in ``reconfigure`` from the deployment's ``user_config`` (:class:`ModelSettings`) through a
   :class:`~serve_apps.core.slot.ModelSlot`: fetched, verified, loaded and warmed up before Serve routes any
@@ -55,11 +55,14 @@ def _rows(chunks: list[list]) -> int:
 class ModelReplica(Generic[R, Query, Answer]):
     """Base of a model deployment; see the module docstring."""
 
-    def __init__(self, api: FastAPI, options: ReplicaOptions, open_runtime: OpenRuntime[R]) -> None:
+    api: FastAPI  # the app's HTTP face, set by ModelApi.routes
+    open_runtime: OpenRuntime[R]  # how a verified copy of a version is opened: each model's runtime class
+
+    def __init__(self, options: ReplicaOptions) -> None:
         self._options = options
         gpu.cap_this_actor(options.gpu_memory_mib, options.gpu_context_mib)
-        api.state.queue_budget = QueueBudget(options.queue_budget_ms / 1000)
-        self._slot: ModelSlot[R] = ModelSlot(options, open_runtime)
+        self.api.state.queue_budget = QueueBudget(options.queue_budget_ms / 1000)
+        self._slot: ModelSlot[R] = ModelSlot(options, type(self).open_runtime)
         # The lane's row limit follows the user_config (reconfigure), before any traffic.
         self._lane: InferenceLane[Query, Answer] = InferenceLane(self._predict_rows, max_rows=1)
 

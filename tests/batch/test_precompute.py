@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from batch.scorers import DESTINATION_SCHEMA, TRIP_ANSWER_SCHEMA
+from batch.output import DESTINATION_SCHEMA, TRIP_ANSWER_SCHEMA
 from recsys.accommodations.catalogue import CATALOGUE_FILE, Catalogue
 from recsys.accommodations.runtime import Ranker, Searches
 from recsys.artifact_store import ModelStore, PredictionStore
