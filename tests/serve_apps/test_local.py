@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import httpx
 import yaml
@@ -63,9 +66,10 @@ def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path,
     # Its own Ray: not the session's, which this process's Ray client advertises in RAY_ADDRESS.
     environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
     log = tmp_path / "launcher.log"
+    run_dir = Path(tempfile.mkdtemp(prefix="rsl-", dir="/tmp"))  # HAProxy's socket path must stay short
     with open(log, "wb") as output:
         launcher = subprocess.Popen(
-            [sys.executable, "-m", "serve_apps.local", str(path), "--run-dir", str(short_tmp / "local-haproxy")],
+            [sys.executable, "-m", "serve_apps.local", str(path), "--run-dir", str(run_dir)],
             cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
             env={**environment, "RAY_TMPDIR": str(short_tmp), "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
                  "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics)})
@@ -81,6 +85,7 @@ def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path,
     finally:
         if launcher.poll() is None:
             launcher.kill()
+        shutil.rmtree(run_dir, ignore_errors=True)
     for listener in (port, stats):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", listener)) != 0, f"port {listener} still listening"
