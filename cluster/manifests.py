@@ -319,4 +319,3 @@ _Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
 
 def to_yaml(objects: list[dict]) -> str:
     return yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False)
-

@@ -48,8 +48,6 @@ def find_parquet_files(uri: str, check_schema: SchemaCheck) -> DataFiles:
     return DataFiles(uri=uri, paths=paths, rows=rows)
 
 
-
-
 def check_schema(schema: pa.Schema, expected: pa.Schema, source: str) -> None:
     """Raise :class:`DataError` naming ``source`` and the first column of ``expected`` that ``schema`` lacks or types
     differently. Extra columns are allowed (real exports carry more); integer and float widths and string flavours

