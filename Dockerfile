@@ -14,6 +14,7 @@ RUN pip install --no-cache-dir -r requirements.lock
 COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users recsys ./recsys
 COPY --chown=ray:users training ./training
+COPY --chown=ray:users batch ./batch
 COPY --chown=ray:users serve_apps ./serve_apps
 COPY --chown=ray:users cluster ./cluster
 COPY --chown=ray:users configs ./configs

@@ -59,11 +59,12 @@ def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path,
     Ray."""
     config = _local_config({"destinations": f"{trained_model.store_uri}/{trained_model.name}"})
     config["applications"] = [a for a in config["applications"] if a["name"] == "destinations"]
-    port, stats, metrics = free_port(), free_port(), free_port()
+    port, stats, metrics, fallback = free_port(), free_port(), free_port(), free_port()
     config["http_options"]["port"] = port
     path = tmp_path / "serve.yaml"
     path.write_text(yaml.safe_dump(config))
-    # Its own Ray: not the session's, which this process's Ray client advertises in RAY_ADDRESS.
+    # Its own Ray: not the session's, which this process's Ray client advertises in RAY_ADDRESS; and ports of its
+    # own next to the session's Serve (HAProxy's stats and metrics, the Python proxy HAProxy falls back to).
     environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
     log = tmp_path / "launcher.log"
     run_dir = Path(tempfile.mkdtemp(prefix="rsl-", dir="/tmp"))  # HAProxy's socket path must stay short
@@ -72,7 +73,7 @@ def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path,
             [sys.executable, "-m", "serve_apps.local", str(path), "--run-dir", str(run_dir)],
             cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
             env={**environment, "RAY_TMPDIR": str(short_tmp), "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
-                 "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics)})
+                 "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics), "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(fallback)})
 
     def serving() -> bool:
         assert launcher.poll() is None, f"the launcher exited: {log.read_text()[-3000:]}"
@@ -86,6 +87,6 @@ def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path,
         if launcher.poll() is None:
             launcher.kill()
         shutil.rmtree(run_dir, ignore_errors=True)
-    for listener in (port, stats):
+    for listener in (port, stats, fallback):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", listener)) != 0, f"port {listener} still listening"
