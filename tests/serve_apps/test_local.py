@@ -54,7 +54,7 @@ def test_example_requests_without_models_still_give_valid_requests(tmp_path):
     assert bodies["accommodations"]["city_id"] == 8183 and bodies["trips"]["checkin"]
 
 
-def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path, short_tmp):
+def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path):
     """`make run` stopped by SIGTERM (a supervisor, a closed terminal) leaves nothing listening: not HAProxy, not
     Ray."""
     config = _local_config({"destinations": f"{trained_model.store_uri}/{trained_model.name}"})
@@ -63,16 +63,19 @@ def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path,
     config["http_options"]["port"] = port
     path = tmp_path / "serve.yaml"
     path.write_text(yaml.safe_dump(config))
-    # Its own Ray: not the session's, which this process's Ray client advertises in RAY_ADDRESS; and ports of its
-    # own next to the session's Serve (HAProxy's stats and metrics, the Python proxy HAProxy falls back to).
-    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    # Started as from a shell: without the variables this process's own Ray and Serve set (RAY_ADDRESS would join
+    # the session's Ray; with the session's other Ray variables the HAProxy wrapper never came up), with a Ray temp
+    # directory of its own, and ports of its own next to the session's Serve (HAProxy's stats and metrics, the
+    # Python proxy HAProxy falls back to).
+    environment = {name: value for name, value in os.environ.items() if not name.startswith(("RAY_", "RECSYS_"))}
     log = tmp_path / "launcher.log"
     run_dir = Path(tempfile.mkdtemp(prefix="rsl-", dir="/tmp"))  # HAProxy's socket path must stay short
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rsr-", dir="/tmp"))  # so must Ray's
     with open(log, "wb") as output:
         launcher = subprocess.Popen(
             [sys.executable, "-m", "serve_apps.local", str(path), "--run-dir", str(run_dir)],
             cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
-            env={**environment, "RAY_TMPDIR": str(short_tmp), "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
+            env={**environment, "RAY_TMPDIR": str(ray_tmp), "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
                  "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics), "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(fallback)})
 
     def serving() -> bool:
@@ -87,6 +90,7 @@ def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path,
         if launcher.poll() is None:
             launcher.kill()
         shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     for listener in (port, stats, fallback):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", listener)) != 0, f"port {listener} still listening"
