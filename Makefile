@@ -83,7 +83,7 @@ bench-training: install
 	$(PY) -m bench.training_throughput
 
 # The precompute job's stages and end to end with 1 and 2 scoring actors against the in-process limit of the same
-# SavedModel, on the larger synthetic trips (generated if missing; ~6 minutes on 2 cores); writes
+# SavedModel, on the larger synthetic trips (generated if missing; ~4 minutes on 2 cores); writes
 # bench/results/precompute.*
 bench-precompute: install models
 	$(PY) -m bench.precompute

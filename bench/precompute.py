@@ -1,7 +1,7 @@
 """Precompute throughput: the Ray Data job end to end and its scoring stage, against the in-process limit of the same
 SavedModel at the same batch size, with 1 and 2 scoring actors.
 
-    python -m bench.precompute        (make bench-precompute; about 6 minutes on 2 cores)
+    python -m bench.precompute        (make bench-precompute; about 4 minutes on 2 cores)
 
 1. In-process, one TensorFlow thread (what one actor-core has): the model alone on batches of the config's size
    (the limit), and each step of the scoring actor on the same batches: Arrow lists to the model's matrix, the

@@ -75,7 +75,8 @@ def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path)
         launcher = subprocess.Popen(
             [sys.executable, "-m", "serve_apps.local", str(path), "--run-dir", str(run_dir)],
             cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
-            env={**environment, "RAY_TMPDIR": str(ray_tmp), "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
+            env={**environment, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # loopback only, as the Makefile runs it
+                 "RAY_TMPDIR": str(ray_tmp), "RAY_SERVE_HAPROXY_STATS_PORT": str(stats),
                  "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics), "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(fallback)})
 
     def serving() -> bool:
