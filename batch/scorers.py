@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from batch.config import PrecomputeConfig, ScoringPool
 from batch.output import (
@@ -22,6 +21,7 @@ from batch.output import (
 )
 from recsys import gpu
 from recsys.accommodations.runtime import AccommodationRuntime
+from recsys.columns import list_column, string_values, trip_matrix
 from recsys.destinations.runtime import DestinationRuntime
 from recsys.loaded_model import LoadedModel, batch_shapes, load
 from recsys.trip_answer import NextStays, per_trip, property_searches
@@ -101,22 +101,6 @@ class TripAnswerScorer:
         }, schema=TRIP_ANSWER_SCHEMA)
 
 
-def trip_matrix(trips: pa.ChunkedArray | pa.ListArray, width: int) -> np.ndarray:
-    """A list column of trips as the (rows, width) matrix the destination model reads: each trip's last ``width``
-    cities, left-aligned and padded with 0 (as :func:`recsys.destinations.runtime.pad_trips`), without a Python
-    loop over rows."""
-    trips = trips.combine_chunks() if isinstance(trips, pa.ChunkedArray) else trips
-    offsets = trips.offsets.to_numpy().astype(np.int64)
-    values = trips.values.to_numpy().astype(np.int64, copy=False)
-    ends = offsets[1:]
-    starts = np.maximum(offsets[:-1], ends - width)
-    positions = starts[:, None] + np.arange(width)
-    inside = positions < ends[:, None]
-    if len(values) == 0:
-        return np.zeros((len(ends), width), dtype=np.int64)
-    return np.where(inside, values[np.minimum(positions, len(values) - 1)], 0)
-
-
 def _next_cities(model: LoadedModel[DestinationRuntime], trips: pa.Table, k: int,
                  shapes: Sequence[int]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     runtime = model.runtime
@@ -125,18 +109,6 @@ def _next_cities(model: LoadedModel[DestinationRuntime], trips: pa.Table, k: int
     affiliates = trips["affiliate_id"].to_numpy()
     ids, scores = runtime.top_k(history, countries, devices, affiliates, k, shapes)
     return ids, scores, runtime.unknown(history, countries, devices, affiliates)
-
-
-def list_column(matrix: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
-    """A (rows, k) matrix as a list column, without a Python loop over rows."""
-    rows, width = matrix.shape
-    offsets = pa.array(np.arange(0, rows * width + 1, width, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1), type=value_type))
-
-
-def string_values(column: pa.ChunkedArray) -> np.ndarray:
-    """A string column as the object array the models take, nulls as "" (out of vocabulary)."""
-    return np.asarray(pc.fill_null(column, "").to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _slice(searches, part: slice):

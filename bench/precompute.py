@@ -36,8 +36,9 @@ import yaml
 
 from batch.config import load_config
 from batch.open_trips import COLUMNS, latest_trips
-from batch.scorers import DestinationScorer, list_column, string_values, trip_matrix
+from batch.scorers import DestinationScorer
 from recsys.artifact_store import ModelStore
+from recsys.columns import list_column, string_values, trip_matrix
 from recsys.destinations.runtime import DestinationRuntime
 from recsys.loaded_model import LoadOptions, batch_shapes, load
 

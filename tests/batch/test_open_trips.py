@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from batch.open_trips import COLUMNS, OPEN_TRIP_SCHEMA, latest_trips
-from batch.scorers import trip_matrix
+from recsys.columns import trip_matrix
 from recsys.destinations.runtime import pad_trips
 
 
