@@ -5,8 +5,8 @@
          -d '{"city_id": 8183, "booker_country": "Elbonia", "device_class": "mobile", "checkin": "2026-12-18",
               "nights": 2, "adults": 2}'
 
-What is this model's own: the request and answer bodies, and how a batch of searches becomes one call of the
-ranking runtime (:class:`recsys.accommodations.runtime.AccommodationRuntime`) and its output answers. Everything
+What is this model's own: the request and answer bodies, and how a batch of searches (as columns) becomes one call
+of the ranking runtime (:class:`recsys.accommodations.runtime.AccommodationRuntime`) and its output answers. Everything
 else is :class:`serve_apps.core.replica.ModelReplica`, as for the destination model.
 """
 
@@ -16,11 +16,14 @@ from collections.abc import Sequence
 from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
 
 from recsys.accommodations.runtime import MAX_K, AccommodationRuntime, Searches
+from recsys.columns import string_values
 from recsys.loaded_model import LoadedModel
 from serve_apps.core.fields import MAX_ID, Date, Id, Integer, Text, json_integer
 from serve_apps.core.model_api import ModelApi
@@ -64,24 +67,6 @@ class RankRequest(BaseModel):
                                                            "default: every property of the city the model knows")
     k: Integer = Field(10, ge=1, le=MAX_K, description="how many properties to return")
 
-    @field_validator("candidates")
-    @classmethod
-    def _distinct(cls, candidates: list[Candidate] | None) -> list[Candidate] | None:
-        # JSON Schema cannot say "distinct by property_id", so the schema allows repeats: rank each property once.
-        if candidates is None:
-            return None
-        first = {}
-        for candidate in candidates:
-            first.setdefault(candidate.property_id, candidate)
-        return list(first.values())
-
-    @classmethod
-    def for_searches(cls, searches: Searches, k: int) -> list["RankRequest"]:
-        """One request per search, each ranking its city's catalogue."""
-        columns = {field.name: np.asarray(getattr(searches, field.name)).tolist()
-                   for field in dataclasses.fields(searches)}
-        return [cls(**{name: values[i] for name, values in columns.items()}, k=k) for i in range(len(searches))]
-
 
 class RankResponse(BaseModel):
     properties: list[int] = Field(description="property ids, best first (fewer than k if fewer were ranked)")
@@ -95,29 +80,63 @@ API = ModelApi(title="Accommodation ranking",
                path="/rank", request=RankRequest, answer=RankResponse, batch_name="RankBatch",
                max_batch_requests=MAX_BATCH_REQUESTS, single_summary="One search's properties, best first.",
                batch_summary="Many searches in one call, answered in the same order.")
-RankBatchRequest, RankBatchResponse = API.batch_request, API.batch_response
+
+
+def search_columns(searches: Searches, k: int) -> pa.RecordBatch:
+    """Searches (each ranking its city's catalogue) as the request columns a model call takes, checked as an Arrow
+    body would be: for callers that compose this model through a handle (``infer``)."""
+    return API.columns.from_arrow(pa.table({
+        **{field.name: np.asarray(getattr(searches, field.name)) for field in dataclasses.fields(searches)},
+        "k": np.full(len(searches), k)}))
+
+
+# Defined before the deployment: Serve pickles the class when it is decorated, with the module globals its
+# methods name as they are at that moment.
+def _candidate_lists(column: pa.ListArray) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+    """Each row's candidates and prices (0 for "the catalogue's"), None where the caller sent none; a property
+    listed again is ranked once, at its first price."""
+    offsets = column.offsets.to_numpy()
+    present = column.is_valid().to_numpy(zero_copy_only=False)
+    children = dict(zip((field.name for field in column.type.value_type), column.values.flatten()))
+    ids = children["property_id"].to_numpy()
+    prices = pc.fill_null(children["price"], 0.0).to_numpy().astype(np.float32)
+    candidates, candidate_prices = [], []
+    for row, (start, end) in enumerate(zip(offsets[:-1], offsets[1:])):
+        if not present[row]:
+            candidates.append(None)
+            candidate_prices.append(None)
+            continue
+        first = np.sort(np.unique(ids[start:end], return_index=True)[1]) + start
+        candidates.append(ids[first])
+        candidate_prices.append(prices[first])
+    return candidates, candidate_prices
+
+
+def _ragged(rows: list[np.ndarray], lengths: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.concatenate([row[:n] for row, n in zip(rows, lengths)]) if len(rows) else np.zeros(0)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=value_type))
 
 
 @serve.deployment(name="Accommodations", max_ongoing_requests=64)
 @serve.ingress(API.app)
 @API.routes
-class Accommodations(ModelReplica[AccommodationRuntime, RankRequest, RankResponse]):
+class Accommodations(ModelReplica[AccommodationRuntime]):
     open_runtime = AccommodationRuntime.open
 
-    def predict(self, model: LoadedModel[AccommodationRuntime], queries: Sequence[RankRequest],
-                shapes: Sequence[int]) -> list[RankResponse]:
-        searches = Searches(
-            city_id=[q.city_id for q in queries], booker_country=[q.booker_country for q in queries],
-            device_class=[q.device_class for q in queries], checkin=[q.checkin for q in queries],
-            nights=[q.nights for q in queries], adults=[q.adults for q in queries],
-            children=[q.children for q in queries], rooms=[q.rooms for q in queries])
-        candidates = [None if q.candidates is None else
-                      np.array([c.property_id for c in q.candidates], dtype=np.int64) for q in queries]
-        prices = [None if q.candidates is None else
-                  np.array([c.price or 0.0 for c in q.candidates], dtype=np.float32) for q in queries]
-        ids, scores = model.runtime.rank(searches, candidates, prices, max(q.k for q in queries), shapes)
-        return [RankResponse(properties=ids[i][:q.k].tolist(), scores=scores[i][:q.k].tolist(),
-                             model_version=model.version) for i, q in enumerate(queries)]
+    def predict(self, model: LoadedModel[AccommodationRuntime], rows: pa.RecordBatch,
+                shapes: Sequence[int]) -> dict[str, pa.Array]:
+        k = rows["k"].to_numpy()
+        searches = Searches(city_id=rows["city_id"].to_numpy(), booker_country=string_values(rows["booker_country"]),
+                            device_class=string_values(rows["device_class"]),
+                            checkin=rows["checkin"].to_numpy(zero_copy_only=False),
+                            **{name: rows[name].to_numpy() for name in ("nights", "adults", "children", "rooms")})
+        candidates, prices = _candidate_lists(rows["candidates"])
+        ids, scores = model.runtime.rank(searches, candidates, prices, int(k.max()), shapes)
+        lengths = np.minimum([len(row) for row in ids], k)
+        return {"properties": _ragged(ids, lengths, pa.int64()), "scores": _ragged(scores, lengths, pa.float32())}
+
 
 def app(args: dict) -> Application:
     """Application builder for Serve config files (``import_path: serve_apps.accommodations:app``): ``args`` are

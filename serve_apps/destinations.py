@@ -4,8 +4,8 @@
     curl -s localhost:8000/destinations/recommend -H 'content-type: application/json' \\
          -d '{"cities": [8183, 15626], "booker_country": "Elbonia", "device_class": "mobile"}'
 
-What is this model's own: the request and answer bodies, and how a batch of requests becomes one call of the
-destination runtime (:class:`recsys.destinations.runtime.DestinationRuntime`) and its output answers. Everything else — loading,
+What is this model's own: the request and answer bodies, and how a batch of requests (as columns) becomes one call
+of the destination runtime (:class:`recsys.destinations.runtime.DestinationRuntime`) and its output answer columns. Everything else — loading,
 warm-up, hot swap, batching, isolation of bad rows, statuses, health — is :class:`serve_apps.core.replica.ModelReplica`.
 One deployment is both the HTTP ingress and the model holder, so a request costs one hop (HAProxy or the Serve
 proxy, then the replica).
@@ -15,10 +15,13 @@ proxy, then the replica).
 # @serve.ingress it cannot resolve them from strings (the body would become a query parameter).
 from collections.abc import Sequence
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
 
+from recsys.columns import list_column, string_values, trip_matrix
 from recsys.destinations.runtime import MAX_K, DestinationRuntime
 from recsys.loaded_model import LoadedModel
 from serve_apps.core.fields import Id, Integer, Text
@@ -55,23 +58,21 @@ API = ModelApi(title="Destination recommendations",
                path="/recommend", request=RecommendRequest, answer=RecommendResponse, batch_name="Batch",
                max_batch_requests=MAX_BATCH_REQUESTS, single_summary="Next destinations for one trip.",
                batch_summary="Next destinations for many trips in one call, answered in the same order.")
-BatchRequest, BatchResponse = API.batch_request, API.batch_response
 
 
 @serve.deployment(name="Destinations", max_ongoing_requests=128)
 @serve.ingress(API.app)
 @API.routes
-class Destinations(ModelReplica[DestinationRuntime, RecommendRequest, RecommendResponse]):
+class Destinations(ModelReplica[DestinationRuntime]):
     open_runtime = DestinationRuntime.open
 
-    def predict(self, model: LoadedModel[DestinationRuntime], queries: Sequence[RecommendRequest],
-                shapes: Sequence[int]) -> list[RecommendResponse]:
-        ids, scores = model.runtime.top_k([q.cities for q in queries], [q.booker_country for q in queries],
-                                          [q.device_class for q in queries], [q.affiliate_id or 0 for q in queries],
-                                          max(q.k for q in queries), shapes)
-        ids, scores = ids.tolist(), scores.tolist()  # one conversion, not one per row
-        return [RecommendResponse(cities=ids[i][: q.k], scores=scores[i][: q.k], model_version=model.version)
-                for i, q in enumerate(queries)]
+    def predict(self, model: LoadedModel[DestinationRuntime], rows: pa.RecordBatch,
+                shapes: Sequence[int]) -> dict[str, pa.Array]:
+        runtime, k = model.runtime, rows["k"].to_numpy()
+        ids, scores = runtime.top_k(trip_matrix(rows["cities"], runtime.history_length),
+                                    string_values(rows["booker_country"]), string_values(rows["device_class"]),
+                                    pc.fill_null(rows["affiliate_id"], 0).to_numpy(), int(k.max()), shapes)
+        return {"cities": list_column(ids, pa.int64(), k), "scores": list_column(scores, pa.float32(), k)}
 
 
 def app(args: dict) -> Application:

@@ -6,8 +6,9 @@ best properties. A Ray Serve application that composes the two model application
               "checkin": "2026-12-18", "nights": 2}'
 
 It holds no model: it calls the ``Destinations`` deployment once, then the ``Accommodations`` deployment once for
-all the cities that get properties (one batch request, so one model call when the ranking replica is idle; which
-cities and which searches is :mod:`recsys.trip_answer`, shared with the offline precompute). Each call has its
+all the cities that get properties (one record batch of searches through ``infer``, so one model call when the
+ranking replica is idle; which cities and which searches is :mod:`recsys.trip_answer`, shared with the offline
+precompute). Each call has its
 own deadline (:class:`TripsOptions`). Destinations are the answer: if they cannot be had in time the
 answer is 503 with ``Retry-After``. Properties are a bonus: if the ranking is slow or failing, the destinations are
 answered without them and ``properties_omitted`` says why, rather than failing or waiting.
@@ -17,13 +18,14 @@ answered without them and ``properties_omitted`` says why, rather than failing o
 import asyncio
 import logging
 
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from recsys.trip_answer import NextStays, property_searches
-from serve_apps.accommodations import RankBatchRequest, RankBatchResponse, RankRequest
+from serve_apps.accommodations import search_columns
 from serve_apps.core.deadline import QueueBudget
 from serve_apps.core.errors import DependencyUnavailable, documented_responses
 from serve_apps.core.fields import Date, Id, Integer, Text
@@ -116,17 +118,18 @@ class Trips:
         omitted = None
         if len(searches):
             try:
-                ranked: RankBatchResponse = await self._call(
-                    options.accommodations_app, options.accommodations_deployment, "rank_batch",
-                    RankBatchRequest(requests=RankRequest.for_searches(searches, trip.properties_per_city)),
-                    options.accommodations_timeout_ms)
+                ranked: pa.RecordBatch = await self._call(
+                    options.accommodations_app, options.accommodations_deployment, "infer",
+                    search_columns(searches, trip.properties_per_city), options.accommodations_timeout_ms)
             except Exception as err:
                 omitted = f"accommodation ranking unavailable: {_reason(err)}"
                 log.warning("trip answered without properties: %s", omitted)
             else:
-                versions["accommodations"] = ranked.results[0].model_version
-                for i, result in enumerate(ranked.results):  # the searches follow the destinations, best first
-                    properties[i] = (result.properties, result.scores)
+                versions["accommodations"] = ranked["model_version"][0].as_py()
+                # The searches follow the destinations, best first.
+                for i, (ids, scores) in enumerate(zip(ranked["properties"].to_pylist(),
+                                                      ranked["scores"].to_pylist())):
+                    properties[i] = (ids, scores)
         return TripResponse(
             destinations=[TripDestination(city_id=city, score=score,
                                           properties=properties[i][0] if properties[i] else None,
@@ -134,7 +137,8 @@ class Trips:
                           for i, (city, score) in enumerate(zip(destinations.cities, destinations.scores))],
             model_versions=versions, properties_omitted=omitted is not None, omitted_reason=omitted)
 
-    async def _call(self, app_name: str, deployment: str, method: str, body: BaseModel, timeout_ms: int):
+    async def _call(self, app_name: str, deployment: str, method: str, body: BaseModel | pa.RecordBatch,
+                    timeout_ms: int):
         """``method`` of a model deployment through its handle, cancelled when ``timeout_ms`` passes."""
         key = (app_name, deployment)
         if key not in self._handles:  # looked up on first use: the model apps may deploy after this one

@@ -110,8 +110,8 @@ class DestinationRuntime:
         cities[:rows] = history
         affiliates = np.zeros(rows + padding, dtype=np.int64)
         affiliates[:rows] = affiliate_id
-        ids, scores = self.predictor.predict(cities, list(booker_country) + [""] * padding,
-                                             list(device_class) + [""] * padding, affiliates, k)
+        ids, scores = self.predictor.predict(cities, _padded_text(booker_country, padding),
+                                             _padded_text(device_class, padding), affiliates, k)
         return ids[:rows], scores[:rows]
 
     def _history(self, trips: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
@@ -141,3 +141,7 @@ def pad_trips(trips: Sequence[Sequence[int]], width: int | None = None) -> np.nd
     for row, trip in enumerate(trips):
         matrix[row, : len(trip)] = trip
     return matrix
+
+
+def _padded_text(values: Sequence[str], padding: int) -> np.ndarray:
+    return np.concatenate([np.asarray(values, dtype=object), np.full(padding, "", dtype=object)])

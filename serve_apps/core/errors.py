@@ -37,6 +37,18 @@ class BodyTooLarge(ServingError):
     """The body is larger than the replica accepts."""
 
 
+class MalformedBody(ServingError):
+    """The body is not what its Content-Type says (not JSON text, not an Arrow stream)."""
+
+
+class InvalidBody(ServingError):
+    """The body is readable but breaks the request type's rules: ``loc`` names the field (and row)."""
+
+    def __init__(self, message: str, loc: tuple = ("body",), kind: str = "value_error") -> None:
+        super().__init__(message)
+        self.loc, self.kind = loc, kind
+
+
 class InvalidRows(ServingError):
     """The request passed validation but its rows could not be turned into model inputs: the caller's data is at
     fault, and only that caller gets the error (see :class:`serve_apps.core.lane.InferenceLane`)."""
@@ -55,6 +67,8 @@ STATUS_CODES: dict[type[Exception], int] = {
     Overloaded: 503,
     UnsupportedMediaType: 415,
     BodyTooLarge: 413,
+    MalformedBody: 400,
+    InvalidBody: 422,
     InvalidRows: 422,
     ModelCallFailed: 500,
     DependencyUnavailable: 503,
@@ -76,8 +90,11 @@ class ErrorBody(BaseModel):
 
 def error_response(error: ServingError) -> JSONResponse:
     code = status_code(error)
-    if code == 422:
-        return _validation_response(422, [{"loc": ["body"], "msg": str(error), "type": "invalid_rows"}])
+    if isinstance(error, InvalidBody):
+        return _validation_response(422, [{"loc": list(error.loc), "msg": str(error), "type": error.kind}])
+    if code in (400, 422):
+        kind = "malformed_body" if code == 400 else "invalid_rows"
+        return _validation_response(code, [{"loc": ["body"], "msg": str(error), "type": kind}])
     headers = {"Retry-After": str(RETRY_AFTER_S)} if code == 503 else None
     return JSONResponse({"detail": str(error)}, status_code=code, headers=headers)
 
@@ -114,7 +131,7 @@ def _validation_response(code: int, problems: list[dict]) -> JSONResponse:
 def documented_responses(*codes: int) -> dict[int | str, dict]:
     """OpenAPI ``responses`` for the error statuses a route can answer (422 FastAPI documents itself)."""
     descriptions = {
-        400: "malformed body: not JSON text",
+        400: "malformed body: not JSON text (or not an Arrow IPC stream, where one is accepted)",
         413: "body larger than the replica accepts",
         415: "unsupported Content-Type",
         500: "a fault of the server",

@@ -19,26 +19,28 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, NamedTuple, TypeVar
 
 from serve_apps.core.errors import Overloaded
 
-Item = TypeVar("Item")
+Rows = TypeVar("Rows", bound=Sized)
 Result = TypeVar("Result")
 
 
 class _Caller(NamedTuple):
-    items: list
+    rows: Sized
     future: asyncio.Future
     deadline: float | None
 
 
-class InferenceLane(Generic[Item, Result]):
-    """Runs ``function`` (blocking; one result per item, in order) on its own thread, one call at a time."""
+class InferenceLane(Generic[Rows, Result]):
+    """Runs ``function`` (blocking; the callers' rows in, one result per caller out, in order) on its own thread,
+    one call at a time. What the rows are is the function's business (a list, a record batch); the lane only
+    counts them."""
 
-    def __init__(self, function: Callable[[list[Item]], Sequence[Result]], max_rows: int) -> None:
+    def __init__(self, function: Callable[[list[Rows]], Sequence[Result]], max_rows: int) -> None:
         self.max_rows = max_rows
         self._function = function
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
@@ -48,13 +50,13 @@ class InferenceLane(Generic[Item, Result]):
     @property
     def waiting_rows(self) -> int:
         """Rows queued behind the running call."""
-        return sum(len(caller.items) for caller in self._waiting)
+        return sum(len(caller.rows) for caller in self._waiting)
 
-    async def run(self, items: list[Item], deadline: float | None = None) -> list[Result]:
-        """The results for ``items``, computed in a call that may include other callers' items; if the call would
+    async def run(self, rows: Rows, deadline: float | None = None) -> Result:
+        """The result for ``rows``, computed in a call that may include other callers' rows; if the call would
         start after ``deadline`` (seconds since the epoch), :class:`Overloaded` instead."""
         future = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Caller(items, future, deadline))
+        self._waiting.append(_Caller(rows, future, deadline))
         if not self._draining:
             self._draining = True
             asyncio.get_running_loop().create_task(self._drain())
@@ -76,8 +78,7 @@ class InferenceLane(Generic[Item, Result]):
         """One model call for ``group``; on failure, the halves again, so the error reaches only its caller."""
         loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._thread, self._function,
-                                                 [item for caller in group for item in caller.items])
+            results = await loop.run_in_executor(self._thread, self._function, [caller.rows for caller in group])
         except Exception as error:
             if len(group) == 1:
                 _settle(group[0].future, error=error)
@@ -86,16 +87,14 @@ class InferenceLane(Generic[Item, Result]):
             await self._call(group[:middle])
             await self._call(group[middle:])
             return
-        start = 0
-        for caller in group:
-            _settle(caller.future, result=list(results[start:start + len(caller.items)]))
-            start += len(caller.items)
+        for caller, result in zip(group, results, strict=True):
+            _settle(caller.future, result=result)
 
     def _next_group(self) -> list[_Caller]:
-        """The oldest waiting callers whose items fit in one call (always at least the oldest one); callers past
+        """The oldest waiting callers whose rows fit in one call (always at least the oldest one); callers past
         their deadline are answered :class:`Overloaded` on the way."""
-        group, rows, now = [], 0, time.time()
-        while self._waiting and (not group or rows + len(self._waiting[0].items) <= self.max_rows):
+        group, size, now = [], 0, time.time()
+        while self._waiting and (not group or size + len(self._waiting[0].rows) <= self.max_rows):
             caller = self._waiting.popleft()
             if caller.future.cancelled():
                 continue
@@ -104,7 +103,7 @@ class InferenceLane(Generic[Item, Result]):
                                                         "queueing budget for the model; retry"))
                 continue
             group.append(caller)
-            rows += len(caller.items)
+            size += len(caller.rows)
         return group
 
 

@@ -22,11 +22,16 @@ def accepted_media_types(request: Request) -> frozenset[str]:
     return frozenset(content) | {JSON} if content else frozenset({JSON})
 
 
+def media_type(request: Request) -> str:
+    """The body's media type, without parameters."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
 async def require_media_type(request: Request) -> None:
     if request.method not in _BODY_METHODS:
         return
     accepted = accepted_media_types(request)
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type not in accepted:
-        raise UnsupportedMediaType(f"Content-Type {media_type or '(none)'!r} is not accepted here; "
+    sent = media_type(request)
+    if sent not in accepted:
+        raise UnsupportedMediaType(f"Content-Type {sent or '(none)'!r} is not accepted here; "
                                    f"send {' or '.join(sorted(accepted))}")

@@ -3,15 +3,16 @@ function from a batch of requests to answers.
 
 A model deployment is a class that extends :class:`ModelReplica`, is decorated with ``@serve.deployment``,
 ``@serve.ingress(API.app)`` and ``@API.routes`` (``API`` a :class:`serve_apps.core.model_api.ModelApi`), names its
-runtime's ``open`` as ``open_runtime`` and implements :meth:`ModelReplica.predict`. The base:
+runtime's ``open`` as ``open_runtime`` and implements :meth:`ModelReplica.predict`, from request columns to answer
+columns (a request arrives as columns whatever its body was: :mod:`serve_apps.core.arrow_body`). The base:
 
 * loads the model in ``reconfigure`` from the deployment's ``user_config`` (:class:`ModelSettings`) through a
   :class:`~serve_apps.core.slot.ModelSlot`: fetched, verified, loaded and warmed up before Serve routes any
   traffic, then kept at the version the settings name (hot swap, ``latest`` followed);
 * batches: single and batch requests meet in one ``@serve.batch`` queue sized in rows; its batches go to an
   :class:`~serve_apps.core.lane.InferenceLane`, one model call at a time on a dedicated thread, merging what
-  queued meanwhile; each caller's rows are their own lane entry, so a failure reaches only the caller whose rows
-  caused it;
+  queued meanwhile (record batches concatenated, answers sliced back, no per-row objects); each caller's rows are
+  their own lane entry, so a failure reaches only the caller whose rows caused it;
 * maps failures to statuses (:mod:`serve_apps.core.errors`): data the model cannot take is 422 for its caller,
   a failing model 500, no model yet 503;
 * caps TensorFlow's GPU memory to the replica's fraction of the card (:mod:`recsys.gpu`);
@@ -24,14 +25,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Generic, TypeVar
+from typing import Generic
 
+import numpy as np
+import pyarrow as pa
 from fastapi import FastAPI
-from pydantic import BaseModel
 from ray import serve
 
 from recsys import gpu
 from recsys.loaded_model import LoadedModel, OpenRuntime, R
+from serve_apps.core.arrow_body import VERSION_METADATA, RequestColumns
 from serve_apps.core.errors import InvalidRows, ModelCallFailed, ModelNotReady
 from serve_apps.core.deadline import QueueBudget, deadline
 from serve_apps.core.lane import InferenceLane
@@ -41,21 +44,20 @@ from serve_apps.core.status import ModelStatus
 
 log = logging.getLogger("ray.serve")
 
-Query = TypeVar("Query", bound=BaseModel)
-Answer = TypeVar("Answer", bound=BaseModel)
 # What a caller's bad data raises while it becomes model inputs or meets the model: their fault, 422.
 DATA_ERRORS = (ValueError, TypeError, OverflowError)
 MANIFEST_SUMMARY = {"created_at", "git_commit", "metrics", "vocabulary_sizes", "model", "frameworks"}
 
 
-def _rows(chunks: list[list]) -> int:
+def _rows(chunks: list[pa.RecordBatch]) -> int:
     return sum(len(chunk) for chunk in chunks)
 
 
-class ModelReplica(Generic[R, Query, Answer]):
+class ModelReplica(Generic[R]):
     """Base of a model deployment; see the module docstring."""
 
     api: FastAPI  # the app's HTTP face, set by ModelApi.routes
+    columns: RequestColumns  # its request type as columns, set by ModelApi.routes
     open_runtime: OpenRuntime[R]  # how a verified copy of a version is opened: each model's runtime class
 
     def __init__(self, options: ReplicaOptions) -> None:
@@ -64,11 +66,12 @@ class ModelReplica(Generic[R, Query, Answer]):
         self.api.state.queue_budget = QueueBudget(options.queue_budget_ms / 1000)
         self._slot: ModelSlot[R] = ModelSlot(options, type(self).open_runtime)
         # The lane's row limit follows the user_config (reconfigure), before any traffic.
-        self._lane: InferenceLane[Query, Answer] = InferenceLane(self._predict_rows, max_rows=1)
+        self._lane: InferenceLane[pa.RecordBatch, pa.RecordBatch] = InferenceLane(self._predict_callers, max_rows=1)
 
-    def predict(self, model: LoadedModel[R], queries: Sequence[Query], shapes: Sequence[int]) -> list[Answer]:
-        """One model call: ``queries`` (in order) to their answers, each naming ``model.version``. Runs on the lane's
-        thread. The batch is padded to the next of ``shapes``, the heights the model was warmed up for."""
+    def predict(self, model: LoadedModel[R], rows: pa.RecordBatch, shapes: Sequence[int]) -> dict[str, pa.Array]:
+        """One model call: ``rows`` (in :attr:`columns`' schema) to their answers' columns, one row per row, in
+        order (the base adds ``model_version``). Runs on the lane's thread. The batch is padded to the next of
+        ``shapes``, the heights the model was warmed up for."""
         raise NotImplementedError
 
     async def reconfigure(self, user_config: dict) -> None:
@@ -82,17 +85,23 @@ class ModelReplica(Generic[R, Query, Answer]):
         if self._slot.current is None:
             raise ModelNotReady("no model loaded")
 
-    async def infer(self, queries: list[Query]) -> list[Answer]:
-        """Answers for ``queries`` in order; more than ``max_batch_size`` rows are cut into several batches."""
+    async def infer(self, rows: pa.RecordBatch) -> pa.RecordBatch:
+        """The answers to ``rows`` (request columns) in order, with a ``model_version`` column and the version(s)
+        in the schema's metadata; more than ``max_batch_size`` rows are cut into several model calls."""
         settings, limit = self._slot.settings, deadline()
-        size = settings.max_batch_size if settings else len(queries)
+        size = settings.max_batch_size if settings else rows.num_rows
         # Only the first batch waits against the budget: once work on a request has started, it is finished.
-        parts = await asyncio.gather(*(self._batch(queries[i:i + size], limit if i == 0 else None)
-                                       for i in range(0, len(queries), size)))
+        parts = await asyncio.gather(*(self._batch(rows.slice(i, size), limit if i == 0 else None)
+                                       for i in range(0, rows.num_rows, size)))
         for part in parts:
             if isinstance(part, BaseException):
                 raise part
-        return [answer for part in parts for answer in part]
+        if len(parts) == 1:
+            return parts[0]
+        # A hot swap may land between the calls of one request: each row names its version, the metadata all.
+        versions = dict.fromkeys(v for part in parts for v in part.schema.metadata[VERSION_METADATA].split(b","))
+        answers = pa.concat_batches([part.replace_schema_metadata(None) for part in parts])
+        return answers.replace_schema_metadata({VERSION_METADATA: b",".join(versions)})
 
     def status(self) -> ModelStatus:
         current, settings = self._slot.current, self._slot.settings
@@ -116,24 +125,31 @@ class ModelReplica(Generic[R, Query, Answer]):
     # Sizes are replaced by the user_config's in reconfigure, before any traffic. Batches go to the lane as soon
     # as they form (Ray's default of one batch at a time would leave the lane nothing to merge).
     @serve.batch(max_batch_size=1024, batch_wait_timeout_s=0.001, batch_size_fn=_rows, max_concurrent_batches=128)
-    async def _batch(self, chunks: list[list[Query]], deadlines: list[float | None]) \
-            -> list[list[Answer] | BaseException]:
+    async def _batch(self, chunks: list[pa.RecordBatch], deadlines: list[float | None]) \
+            -> list[pa.RecordBatch | BaseException]:
         # One lane entry per caller: merged into one model call, but a failure stays with the caller it belongs to.
         return await asyncio.gather(*(self._lane.run(chunk, limit) for chunk, limit in zip(chunks, deadlines)),
                                     return_exceptions=True)
 
-    def _predict_rows(self, queries: list[Query]) -> list[Answer]:
-        """One model call, on the lane's thread, on one version even if a swap lands meanwhile."""
+    def _predict_callers(self, callers: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+        """One model call for the callers' rows, on the lane's thread, on one version even if a swap lands
+        meanwhile; each caller gets its slice of the answers."""
         model = self._slot.current
         if model is None:
             raise ModelNotReady("no model loaded")
+        rows = callers[0] if len(callers) == 1 else pa.concat_batches(callers)
         try:
-            return self.predict(model, queries, self._slot.shapes)
+            answers = self.predict(model, rows, self._slot.shapes)
         except DATA_ERRORS as err:
             raise InvalidRows(f"rows the model cannot take: {type(err).__name__}: {err}") from err
         except Exception as err:
-            log.exception("model %s version %s failed on %d rows", model.model_uri, model.version, len(queries))
+            log.exception("model %s version %s failed on %d rows", model.model_uri, model.version, rows.num_rows)
             raise ModelCallFailed(f"the model failed: {type(err).__name__}") from err
+        version = pa.DictionaryArray.from_arrays(np.zeros(rows.num_rows, dtype=np.int32), [model.version])
+        batch = pa.RecordBatch.from_pydict({**answers, "model_version": version},
+                                           metadata={VERSION_METADATA: model.version.encode()})
+        starts = np.cumsum([0] + [caller.num_rows for caller in callers])
+        return [batch.slice(start, caller.num_rows) for start, caller in zip(starts, callers)]
 
     async def __del__(self) -> None:
         await self._slot.close()

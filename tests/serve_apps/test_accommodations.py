@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from recsys.accommodations.catalogue import CATALOGUE_FILE, Catalogue
@@ -21,6 +22,7 @@ from tests.serving import local_config, point_at, serve_deploy, wait_for
 
 pytestmark = pytest.mark.usefixtures("serve_cluster")
 CHECKIN = dt.date(2026, 12, 18)  # a Friday
+ARROW = "application/vnd.apache.arrow.stream"
 
 
 def url(cluster) -> str:
@@ -67,6 +69,29 @@ def test_without_candidates_the_citys_catalogue_is_ranked_as_the_saved_model_ran
         assert answer.json()["properties"] == ids
         np.testing.assert_allclose(answer.json()["scores"], scores, rtol=1e-4, atol=1e-6)
         assert set(ids) <= set(candidates.tolist()) and answer.json()["model_version"] == served["version"]
+
+
+def test_arrow_bodies_get_the_json_answers(serve_cluster, served):
+    """Searches as an Arrow stream (dates as text and as date32, candidates as a list of structs with a repeated
+    property and null prices) are ranked as the same searches in JSON."""
+    catalogue = served["catalogue"]
+    bodies = [search(catalogue, i) for i in range(20)]
+    bodies[0]["k"] = 10
+    known = [int(p) for p in catalogue.of_city(bodies[0]["city_id"])[:3]]
+    bodies[0]["candidates"] = [{"property_id": known[0], "price": 99.0}, {"property_id": known[1], "price": None},
+                               {"property_id": known[0], "price": 10.0}, {"property_id": 987_654_321, "price": None}]
+    expected = httpx.post(f"{url(serve_cluster)}/rank/batch", json={"requests": bodies}, timeout=60)
+    assert expected.status_code == 200, expected.text
+    table = pa.Table.from_pylist(bodies)
+    for checkin in (table["checkin"], table["checkin"].cast(pa.date32())):
+        body = pa.BufferOutputStream()
+        with pa.ipc.new_stream(body, table.schema.set(3, pa.field("checkin", checkin.type))) as writer:
+            writer.write_table(table.set_column(3, "checkin", checkin))
+        arrow = httpx.post(f"{url(serve_cluster)}/rank/batch", content=body.getvalue().to_pybytes(), timeout=60,
+                           headers={"content-type": ARROW, "accept": ARROW})
+        assert arrow.status_code == 200, arrow.text
+        assert pa.ipc.open_stream(arrow.content).read_all().to_pylist() == expected.json()["results"]
+    assert sorted(expected.json()["results"][0]["properties"]) == sorted([known[0], known[1], 987_654_321])
 
 
 def test_candidates_with_todays_prices_and_unknown_ids_are_ranked(serve_cluster, served):

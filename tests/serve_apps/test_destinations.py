@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from recsys.artifact_store import ModelStore
@@ -30,6 +31,7 @@ from tests.serving import (
 
 
 pytestmark = pytest.mark.usefixtures("serve_cluster")
+ARROW = "application/vnd.apache.arrow.stream"
 
 
 def test_answers_equal_the_saved_models_own_top_k(serve_cluster, serving_store, tmp_path):
@@ -58,6 +60,87 @@ def test_the_batch_endpoint_answers_in_order_across_batches(serve_cluster, servi
     assert len(results) == 150
     assert [r["cities"] for r in results[:20]] == [s["cities"] for s in singles]
     assert [len(r["cities"]) for r in results] == [body["k"] for body in requests]
+
+
+def arrow_stream(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def test_arrow_bodies_get_the_json_answers(serve_cluster, serving_store):
+    """The same rows as an Arrow stream (narrower integer types, a dictionary-encoded column, large strings, across
+    two model calls) get the answers JSON gets, as Arrow or as JSON, whichever the caller accepts."""
+    deploy_version(serve_cluster, serving_store.uri, serving_store.good, max_batch_size=64)
+    requests = requests_from(serving_store.vocabulary(), 100, seed=5)
+    expected = httpx.post(f"{serve_cluster.url}/recommend/batch", json={"requests": requests}, timeout=60)
+    assert expected.status_code == 200 and expected.headers["x-model-version"] == serving_store.good
+    table = pa.Table.from_pylist(requests)
+    table = table.set_column(0, "cities", table["cities"].cast(pa.large_list(pa.int32())))
+    table = table.set_column(1, "booker_country", table["booker_country"].dictionary_encode())
+    table = table.set_column(2, "device_class", table["device_class"].cast(pa.large_string()))
+    table = table.set_column(4, "k", table["k"].cast(pa.uint8()))
+    body = arrow_stream(table)
+
+    arrow = httpx.post(f"{serve_cluster.url}/recommend/batch", content=body, timeout=60,
+                       headers={"content-type": ARROW, "accept": ARROW})
+    assert arrow.status_code == 200, arrow.text
+    assert arrow.headers["content-type"] == ARROW and arrow.headers["x-model-version"] == serving_store.good
+    answers = pa.ipc.open_stream(arrow.content).read_all()
+    assert answers.schema.metadata[b"model_version"] == serving_store.good.encode()
+    assert answers.schema.field("cities").type == pa.list_(pa.int64())
+    assert answers.schema.field("scores").type == pa.list_(pa.float32())
+    assert answers.to_pylist() == expected.json()["results"]
+
+    as_json = httpx.post(f"{serve_cluster.url}/recommend/batch", content=body, timeout=60,
+                         headers={"content-type": ARROW})
+    assert as_json.status_code == 200 and as_json.json() == expected.json()
+
+
+BATCH_COLUMNS = {"cities": [[1, 2], [3]], "booker_country": ["Elbonia", "Elbonia"],
+                 "device_class": ["mobile", "desktop"]}
+
+
+def _with(**columns) -> bytes:
+    return arrow_stream(pa.table({**BATCH_COLUMNS, **columns}))
+
+
+def _not_utf8() -> pa.Array:
+    return pa.array([b"ok", b"\xff\xfe"], pa.binary()).view(pa.string())
+
+
+@pytest.mark.parametrize(("make_body", "status", "loc"), [
+    (lambda: _with(cities=pa.array([[1.0], [2.0]])), 422, ["body", "cities"]),
+    (lambda: _with(cities=pa.array([[True], [False]])), 422, ["body", "cities"]),
+    (lambda: _with(cities=pa.array([[1], []], pa.list_(pa.int64()))), 422, ["body", "cities", 1]),
+    (lambda: _with(cities=pa.array([[1], [2**60]])), 422, ["body", "cities", 1]),
+    (lambda: _with(cities=pa.array([[1], [-3]])), 422, ["body", "cities", 1]),
+    (lambda: _with(cities=pa.array([[1], list(range(1, 202))])), 422, ["body", "cities", 1]),
+    (lambda: _with(booker_country=pa.array(["Elbonia", None])), 422, ["body", "booker_country", 1]),
+    (lambda: _with(booker_country=pa.array(["Elbonia", "x" * 101])), 422, ["body", "booker_country", 1]),
+    (lambda: _with(device_class=_not_utf8()), 422, ["body", "device_class", 1]),
+    (lambda: _with(k=pa.array([4, 101])), 422, ["body", "k", 1]),
+    (lambda: _with(cities=pa.array([[1], [2, None]])), 422, ["body", "cities", 1]),
+    (lambda: _with(affiliate_id=pa.array([-1, None])), 422, ["body", "affiliate_id", 0]),
+    (lambda: _with(colour=pa.array(["red", "blue"])), 422, ["body", "colour"]),
+    (lambda: arrow_stream(pa.table({"cities": BATCH_COLUMNS["cities"]})), 422, ["body", "booker_country"]),
+    (lambda: arrow_stream(pa.table({name: values * 513 for name, values in BATCH_COLUMNS.items()})), 422, ["body"]),
+    (lambda: arrow_stream(pa.table({name: values[:0] for name, values in BATCH_COLUMNS.items()})), 422, ["body"]),
+    (lambda: _with()[:-40], 400, ["body"]),
+    (lambda: b'{"requests": []}', 400, ["body"]),
+    (lambda: bytes(range(256)), 400, ["body"]),
+    (lambda: b"", 400, ["body"]),
+], ids=["double-ids", "bool-ids", "empty-trip", "id-beyond-json", "negative-id", "trip-too-long", "null-country",
+        "country-too-long", "not-utf8", "k-too-big", "null-city", "negative-affiliate", "unknown-column",
+        "missing-column", "too-many-rows", "no-rows", "truncated-stream", "json-as-arrow", "binary", "empty"])
+def test_malformed_arrow_bodies_get_4xx_naming_the_column_and_row(serve_cluster, serving_store, make_body, status,
+                                                                 loc):
+    deploy_version(serve_cluster, serving_store.uri, serving_store.good)
+    response = httpx.post(f"{serve_cluster.url}/recommend/batch", content=make_body(), timeout=30,
+                          headers={"content-type": ARROW, "accept": ARROW})
+    assert response.status_code == status, response.text
+    assert response.json()["detail"][0]["loc"] == loc
 
 
 def test_no_request_is_answered_before_warm_up_finished(serve_cluster, serving_store):

@@ -13,20 +13,22 @@ from serve_apps.core.lane import InferenceLane
 
 
 class Model:
-    """Doubles its inputs; blocks each call until released, so tests decide what queues behind it."""
+    """Doubles each caller's rows; blocks each call until released, so tests decide what queues behind it.
+    ``calls`` records each call's rows, all callers' together."""
 
     def __init__(self) -> None:
         self.calls: list[list[int]] = []
         self.release = threading.Event()
         self.started = threading.Event()
 
-    def __call__(self, items: list[int]) -> list[int]:
+    def __call__(self, callers: list[list[int]]) -> list[list[int]]:
+        items = [item for rows in callers for item in rows]
         self.calls.append(items)
         self.started.set()
         self.release.wait(timeout=10)
         if -1 in items:
             raise ValueError("bad input")
-        return [2 * item for item in items]
+        return [[2 * item for item in rows] for rows in callers]
 
 
 async def busy(model: Model, max_rows: int) -> tuple[InferenceLane, asyncio.Task]:
