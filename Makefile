@@ -21,11 +21,11 @@ HDFS_HARNESS := tests/hdfs/target/classpath.txt
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml requirements.lock
+$(INSTALLED): pyproject.toml client/pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
-	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip install --quiet --no-deps -e . -e client
 	@touch $@
 
 # The MiniDFSCluster the HDFS tests run against (Java 17 + Maven; dependencies stay cached in ~/.m2).
@@ -66,12 +66,14 @@ validate-cluster: install
 	$(PY) -m cluster validate dev
 	$(PY) -m cluster validate prod
 
-# Serving against the in-process limit and peer servers, and replica cold starts (~13 minutes on 2 cores; the
-# first run also installs the peers' virtualenvs under bench/.peers); then both models and the trip answer
-# (~4 minutes); writes bench/results/serving.* and composition.*
+# Serving against the in-process limit and peer servers (batch bodies as JSON and Arrow), and replica cold starts
+# (~15 minutes on 2 cores; the first run also installs the peers' virtualenvs under bench/.peers); then both models
+# and the trip answer (~4 minutes); then the Python client coalescing 10,000 calls (~1 minute); writes
+# bench/results/serving.*, composition.* and client.*
 bench: install $(HDFS_HARNESS) models
 	$(PY) -m bench.serving
 	$(PY) -m bench.composition
+	$(PY) -m bench.client
 
 # The served model under bad input, overload (2x, 10x), a replica SIGKILL and a hot swap (~8 minutes on 2 cores);
 # writes bench/results/reliability.*
