@@ -33,7 +33,9 @@ TOOLS = Path(__file__).resolve().parent.parent / ".data" / "tools"
 @dataclass(frozen=True)
 class Target:
     url: str
-    body: dict
+    body: dict | bytes  # a JSON body, or bytes sent as they are under content_type
+    content_type: str = "application/json"
+    accept: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,10 @@ def write_targets(targets: list[Target], path: Path) -> Path:
     """Targets in vegeta's JSON format, cycled in order (one JSON object per line)."""
     with open(path, "w") as out:
         for target in targets:
-            body = base64.b64encode(json.dumps(target.body).encode()).decode()
-            out.write(json.dumps({"method": "POST", "url": target.url, "body": body,
-                                  "header": {"Content-Type": ["application/json"]}}) + "\n")
+            content = target.body if isinstance(target.body, bytes) else json.dumps(target.body).encode()
+            header = {"Content-Type": [target.content_type], **({"Accept": [target.accept]} if target.accept else {})}
+            out.write(json.dumps({"method": "POST", "url": target.url, "body": base64.b64encode(content).decode(),
+                                  "header": header}) + "\n")
     return path
 
 

@@ -1,11 +1,11 @@
 """Serving benchmark: this project's Serve app against the in-process limit and against peer servers, in one run.
 
-    python -m bench.serving            (make bench; about 13 minutes on 2 cores)
+    python -m bench.serving            (make bench; about 15 minutes on 2 cores)
 
 1. The limit: the published SavedModel called in-process with TensorFlow (rows/s at the best batch size, batch-1
    latency). Every other figure is also given as a ratio to it.
 2. This project: configs/serve/local.yaml under Ray Serve's default proxy and under HAProxy direct ingress,
-   single-request and batch endpoints.
+   single-request and batch endpoints, batch bodies as JSON and as Arrow IPC streams.
 3. Peers on the same SavedModel: plain FastAPI + uvicorn, KServe's ModelServer, BentoML (adaptive batching).
 4. The same load for all (bench/loadgen.py): closed loop at 1, 16 and 64 clients, open loop at fixed arrival rates.
 5. Cold start of a replica (bench/cold_start.py), for the smoke model and a ~100 MB model, from disk and HDFS.
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pyarrow as pa
 
 from bench import cold_start, loadgen, peers_env, report, servers
 from bench.loadgen import LoadResult, Target
@@ -46,11 +47,12 @@ RESULTS = ROOT / "bench" / "results"
 RAW = RESULTS / "raw"
 STORE, MODEL = ROOT / ".data" / "models", "destinations"
 SERVE_URL = "http://127.0.0.1:8000/destinations"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
 CONCURRENCY = (1, 16, 64)
 RATES = (250, 500, 1000)
 BATCH_ROWS = (64, 1024)  # trips per batch request: a page of results, and the API's maximum
 BATCH_CONCURRENCY = (1, 4)
-PROFILED = ("single, 64 clients", "batch ×1024, 4 clients")  # py-spy on the Serve replica at these points
+PROFILED = ("single, 64 clients", "batch ×1024, 4 clients", "batch ×1024 arrow, 1 client")  # py-spy there
 log = logging.getLogger("bench.serving")
 
 
@@ -67,11 +69,13 @@ class System:
     wrap_batch: Callable[[list[dict]], dict] | None = None
     env: dict[str, str] = field(default_factory=dict)
     profile_process: str | None = None  # pgrep -f pattern of the process that runs the model
+    arrow_batch: bool = False  # the batch endpoint also reads and answers Arrow IPC streams
 
 
 def systems(model_dir: Path, python: Path) -> list[System]:
     local = ["-m", "serve_apps.local", "configs/serve/local.yaml"]
-    serve_batch = {"batch_url": f"{SERVE_URL}/recommend/batch", "wrap_batch": lambda bodies: {"requests": bodies}}
+    serve_batch = {"batch_url": f"{SERVE_URL}/recommend/batch", "wrap_batch": lambda bodies: {"requests": bodies},
+                   "arrow_batch": True}
     found = [
         System("ray-serve-haproxy", [str(python), *local], f"{SERVE_URL}/model", f"{SERVE_URL}/recommend",
                lambda body: body, profile_process="ServeReplica:destinations", **serve_batch),
@@ -164,13 +168,18 @@ def run_system(system: System, bodies: list[dict], seconds: float) -> dict:
             _log(system.name, "single", result)
         for rows in BATCH_ROWS if system.batch_url else ():
             chunks = [bodies[i:i + rows] for i in range(0, len(bodies) - rows + 1, rows)]
-            batch = loadgen.write_targets([Target(system.batch_url, system.wrap_batch(c)) for c in chunks],
-                                          RAW / f"{system.name}-batch{rows}.targets")
-            for concurrency in BATCH_CONCURRENCY:
-                result = closed(batch, concurrency, f"batch ×{rows}, {concurrency} clients")
-                results["batch"].append({**result.to_dict(), "rows_per_request": rows,
-                                         "rows_per_second": round(result.throughput * rows, 1)})
-                _log(system.name, f"b×{rows}", result)
+            bodies_as = {"json": [Target(system.batch_url, system.wrap_batch(c)) for c in chunks]}
+            if system.arrow_batch:
+                bodies_as["arrow"] = [Target(system.batch_url, arrow_stream(c), ARROW_STREAM, ARROW_STREAM)
+                                      for c in chunks]
+            for body, targets in bodies_as.items():
+                batch = loadgen.write_targets(targets, RAW / f"{system.name}-batch{rows}-{body}.targets")
+                for concurrency in BATCH_CONCURRENCY:
+                    label = f"batch ×{rows}{' arrow' if body == 'arrow' else ''}, {concurrency} clients"
+                    result = closed(batch, concurrency, label)
+                    results["batch"].append({**result.to_dict(), "rows_per_request": rows, "body": body,
+                                             "rows_per_second": round(result.throughput * rows, 1)})
+                    _log(system.name, f"b×{rows} {body}", result)
         return results
     finally:
         servers.stop(process)
@@ -232,6 +241,15 @@ def _area(frames: list[str]) -> str:
 def _log(name: str, kind: str, r: LoadResult) -> None:
     log.info("%-18s %-6s %-6s %6s: %7.0f req/s, p50 %6.1f ms, p99 %7.1f ms, success %.3f", name, kind, r.mode,
              int(r.level), r.throughput, r.p50_ms, r.p99_ms, r.success)
+
+
+def arrow_stream(bodies: list[dict]) -> bytes:
+    """Batch requests as the Arrow IPC stream the batch endpoint reads: a column per field."""
+    table = pa.Table.from_pylist(bodies)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
 
 
 def request_bodies(vocabulary: Vocabulary, n: int = 1024, seed: int = 0) -> list[dict]:
