@@ -105,14 +105,19 @@ def run_in_own_group(command: list[str], environment: dict[str, str], grace_s: f
     """Run ``command`` as the leader of a new process group until it exits; SIGINT and SIGTERM to this process
     become one SIGINT to it (``serve run`` shuts down cleanly on that, not on SIGTERM). Afterwards the group's
     leftovers get SIGTERM, then SIGKILL after ``grace_s``."""
-    child = subprocess.Popen(command, env=environment, start_new_session=True)
+    children: list[subprocess.Popen] = []
 
     def stop(signum: int, frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signal.SIGINT)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGINT)
 
+    # Handlers first: exec resets caught signals to their default but keeps ignored ones, and a launcher started in
+    # the background (`make bench &`) has SIGINT ignored, which `serve run` would inherit and never stop on.
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    child = subprocess.Popen(command, env=environment, start_new_session=True)
+    children.append(child)
     code = child.wait()
     _stop_group(child.pid, grace_s)
     return code
