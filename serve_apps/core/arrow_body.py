@@ -83,6 +83,10 @@ class RequestColumns:
 
     def from_arrow(self, table: pa.Table | pa.RecordBatch) -> pa.RecordBatch:
         """An Arrow body's rows, checked and in the canonical schema."""
+        repeated = [name for name in set(table.column_names) if table.column_names.count(name) > 1]
+        if repeated:
+            raise InvalidBody(f"column {repeated[0]!r} appears more than once", loc=("body", repeated[0]),
+                              kind="duplicate_column")
         unknown = [name for name in table.column_names if name not in self.schema.names]
         if unknown:
             raise InvalidBody(f"unknown column {unknown[0]!r}; {self._model.__name__} has "

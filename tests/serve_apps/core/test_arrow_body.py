@@ -74,8 +74,15 @@ def _replace(table: pa.Table, columns: dict) -> pa.Table:
 ])
 def test_a_broken_rule_names_the_column_and_the_first_bad_row(columns, loc, message):
     with pytest.raises(InvalidBody, match=message) as raised:
-        DESTINATIONS.columns.from_arrow(_replace(pa.Table.from_pylist(TRIPS), columns))
+        DESTINATIONS.columns.from_arrow(_replace(table_of(TRIPS), columns))
     assert raised.value.loc == loc
+
+
+def test_a_column_given_twice_is_refused():
+    table = table_of(TRIPS)
+    with pytest.raises(InvalidBody, match="more than once") as raised:
+        DESTINATIONS.columns.from_arrow(table.append_column("k", pa.array([1, 2])))
+    assert raised.value.loc == ("body", "k")
 
 
 @pytest.mark.parametrize(("candidates", "loc"), [
@@ -86,8 +93,7 @@ def test_a_broken_rule_names_the_column_and_the_first_bad_row(columns, loc, mess
     ([[{"property_id": 1, "price": float("nan")}], None], ("body", "candidates", 0, "price")),
 ])
 def test_nested_fields_are_checked_too(candidates, loc):
-    table = table_of(SEARCHES).drop_columns(["candidates"]).append_column("candidates",
-                                                                                     pa.array(candidates))
+    table = table_of(SEARCHES).drop_columns(["candidates"]).append_column("candidates", pa.array(candidates))
     with pytest.raises(InvalidBody) as raised:
         RANKING.columns.from_arrow(table)
     assert raised.value.loc == loc
