@@ -21,7 +21,7 @@ from ray import serve
 from recsys.destinations import signature
 from recsys.artifact_store import ModelStore
 from recsys.destinations.features import Vocabulary
-from recsys.manifest import Manifest, Metrics
+from recsys.manifest import VOCABULARY_FILE, Manifest, Metrics
 from recsys.destinations.model import DestinationRecommender, ModelConfig, build_network
 from serve_apps.destinations import Destinations
 from serve_apps.core.settings import ReplicaOptions
@@ -94,7 +94,9 @@ def _copy_latest(source: ModelStore, target: ModelStore, work: Path) -> str:
 def _big_model(store: ModelStore, work: Path) -> str:
     version = "bench-100mb"
     if version in store.versions(NAME):
-        return version
+        if VOCABULARY_FILE in store.manifest(NAME, version).files:
+            return version
+        shutil.rmtree(work / "store" / NAME / version)  # published before runtimes required the vocabulary
     vocabulary = Vocabulary(cities=list(range(1, BIG_CITIES + 1)), booker_countries=["x"], device_classes=["y"],
                             affiliates=[1])
     config = ModelConfig(history_length=8, city_embedding_dim=256, hidden_units=256)
@@ -102,6 +104,7 @@ def _big_model(store: ModelStore, work: Path) -> str:
     shutil.rmtree(export, ignore_errors=True)
     DestinationRecommender(build_network(config, vocabulary.sizes()), vocabulary, config).save(
         str(export / "saved_model"))
+    (export / VOCABULARY_FILE).write_text(vocabulary.model_dump_json())
     store.publish(export, Manifest(
         name=NAME, version=version, created_at=dt.datetime.now(dt.UTC), frameworks={},
         signature=signature.describe(), vocabulary_sizes=vocabulary.sizes(), model=config.model_dump(),
