@@ -6,8 +6,8 @@
               "nights": 2, "adults": 2}'
 
 What is this model's own: the request and answer bodies, and how a batch of searches (as columns) becomes one call
-of the ranking runtime (:class:`recsys.accommodations.runtime.AccommodationRuntime`) and its output answers. Everything
-else is :class:`serve_apps.core.replica.ModelReplica`, as for the destination model.
+of the ranking runtime (:class:`recsys.accommodations.runtime.AccommodationRuntime`) and its output answer
+columns. Everything else is :class:`serve_apps.core.replica.ModelReplica`, as for the destination model.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route annotations at runtime (see destinations).

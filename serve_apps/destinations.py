@@ -5,8 +5,9 @@
          -d '{"cities": [8183, 15626], "booker_country": "Elbonia", "device_class": "mobile"}'
 
 What is this model's own: the request and answer bodies, and how a batch of requests (as columns) becomes one call
-of the destination runtime (:class:`recsys.destinations.runtime.DestinationRuntime`) and its output answer columns. Everything else — loading,
-warm-up, hot swap, batching, isolation of bad rows, statuses, health — is :class:`serve_apps.core.replica.ModelReplica`.
+of the destination runtime (:class:`recsys.destinations.runtime.DestinationRuntime`) and its output answer
+columns. Everything else — loading, warm-up, hot swap, batching, isolation of bad rows, statuses, health — is
+:class:`serve_apps.core.replica.ModelReplica`.
 One deployment is both the HTTP ingress and the model holder, so a request costs one hop (HAProxy or the Serve
 proxy, then the replica).
 """

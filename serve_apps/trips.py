@@ -8,9 +8,8 @@ best properties. A Ray Serve application that composes the two model application
 It holds no model: it calls the ``Destinations`` deployment once, then the ``Accommodations`` deployment once for
 all the cities that get properties (one record batch of searches through ``infer``, so one model call when the
 ranking replica is idle; which cities and which searches is :mod:`recsys.trip_answer`, shared with the offline
-precompute). Each call has its
-own deadline (:class:`TripsOptions`). Destinations are the answer: if they cannot be had in time the
-answer is 503 with ``Retry-After``. Properties are a bonus: if the ranking is slow or failing, the destinations are
+precompute). Each call has its own deadline (:class:`TripsOptions`). Destinations are the answer: if they cannot
+be had in time the answer is 503 with ``Retry-After``. Properties are a bonus: if the ranking is slow or failing, the destinations are
 answered without them and ``properties_omitted`` says why, rather than failing or waiting.
 """
 
