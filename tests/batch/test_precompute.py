@@ -189,7 +189,9 @@ def test_an_interrupted_run_publishes_nothing_and_keeps_the_previous_run(store, 
     config = config_file(tmp_path, "destinations.yaml", str(trips_with_strangers), store.uri)
     job = subprocess.Popen([sys.executable, "-m", "batch.precompute", "--config", str(config)], cwd=ROOT,
                            env={**os.environ, "RAY_TMPDIR": str(short_tmp)}, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+                           stderr=subprocess.PIPE, text=True,
+                           # Ctrl-C's SIGINT even when the suite itself runs in the background (SIGINT ignored).
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     sets = Path(predictions.uri) / "destinations"
     deadline = time.monotonic() + 300
     while not any(p.name.startswith(".staging-") for p in sets.iterdir()):
