@@ -50,3 +50,11 @@ def _one_chunk(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     if isinstance(column, pa.ChunkedArray):
         return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     return column
+
+
+def in_sorted(known: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Which of ``values`` are in ``known`` (sorted ascending): a binary search, several times cheaper than
+    ``np.isin`` for the few thousand values of a serving batch against tens of thousands known."""
+    if not len(known):
+        return np.zeros(np.shape(values), dtype=bool)
+    return known[np.minimum(np.searchsorted(known, values), len(known) - 1)] == values

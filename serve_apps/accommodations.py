@@ -124,6 +124,7 @@ def _ragged(rows: list[np.ndarray], lengths: np.ndarray, value_type: pa.DataType
 @API.routes
 class Accommodations(ModelReplica[AccommodationRuntime]):
     open_runtime = AccommodationRuntime.open
+    answer_items = "properties"
 
     def predict(self, model: LoadedModel[AccommodationRuntime], rows: pa.RecordBatch,
                 shapes: Sequence[int]) -> dict[str, pa.Array]:
@@ -136,6 +137,11 @@ class Accommodations(ModelReplica[AccommodationRuntime]):
         ids, scores = model.runtime.rank(searches, candidates, prices, int(k.max()), shapes)
         lengths = np.minimum([len(row) for row in ids], k)
         return {"properties": _ragged(ids, lengths, pa.int64()), "scores": _ragged(scores, lengths, pa.float32())}
+
+    def unknown(self, model: LoadedModel[AccommodationRuntime], rows: pa.RecordBatch) -> dict[str, np.ndarray]:
+        candidates = rows["candidates"]
+        return model.runtime.unknown(rows["city_id"].to_numpy(), pc.fill_null(candidates.values.field("property_id"), 0).to_numpy(),
+                                     candidates.offsets.to_numpy())
 
 
 def app(args: dict) -> Application:

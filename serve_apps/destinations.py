@@ -16,6 +16,7 @@ proxy, then the replica).
 # @serve.ingress it cannot resolve them from strings (the body would become a query parameter).
 from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
@@ -54,6 +55,8 @@ class RecommendResponse(BaseModel):
     model_version: str = Field(description="the model version that produced this answer")
 
 
+POPULAR_CITIES = 10  # answers led by one of the model's 10 most frequent cities are counted (metrics)
+
 API = ModelApi(title="Destination recommendations",
                description="Next destinations for a trip in progress, from the model published to the model store.",
                path="/recommend", request=RecommendRequest, answer=RecommendResponse, batch_name="Batch",
@@ -61,19 +64,31 @@ API = ModelApi(title="Destination recommendations",
                batch_summary="Next destinations for many trips in one call, answered in the same order.")
 
 
+# Defined before the deployment: Serve pickles the class when it is decorated, with the globals it names then.
+def _inputs(runtime: DestinationRuntime, rows: pa.RecordBatch) -> tuple:
+    """Request columns as the runtime's inputs: trips, booker countries, device classes, affiliates (0: none)."""
+    return (trip_matrix(rows["cities"], runtime.history_length), string_values(rows["booker_country"]),
+            string_values(rows["device_class"]), pc.fill_null(rows["affiliate_id"], 0).to_numpy())
+
+
 @serve.deployment(name="Destinations", max_ongoing_requests=128)
 @serve.ingress(API.app)
 @API.routes
 class Destinations(ModelReplica[DestinationRuntime]):
     open_runtime = DestinationRuntime.open
+    answer_items = "cities"
 
     def predict(self, model: LoadedModel[DestinationRuntime], rows: pa.RecordBatch,
                 shapes: Sequence[int]) -> dict[str, pa.Array]:
         runtime, k = model.runtime, rows["k"].to_numpy()
-        ids, scores = runtime.top_k(trip_matrix(rows["cities"], runtime.history_length),
-                                    string_values(rows["booker_country"]), string_values(rows["device_class"]),
-                                    pc.fill_null(rows["affiliate_id"], 0).to_numpy(), int(k.max()), shapes)
+        ids, scores = runtime.top_k(*_inputs(runtime, rows), int(k.max()), shapes)
         return {"cities": list_column(ids, pa.int64(), k), "scores": list_column(scores, pa.float32(), k)}
+
+    def unknown(self, model: LoadedModel[DestinationRuntime], rows: pa.RecordBatch) -> dict[str, np.ndarray]:
+        return model.runtime.unknown(*_inputs(model.runtime, rows))
+
+    def popular(self, model: LoadedModel[DestinationRuntime]) -> np.ndarray:
+        return model.runtime.popular_cities(POPULAR_CITIES)
 
 
 def app(args: dict) -> Application:

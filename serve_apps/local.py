@@ -5,7 +5,8 @@
 HAProxy mode is switched on by environment variables read when Ray starts (:mod:`serve_apps.core.ingress`), so
 this launcher sets them, keeps HAProxy's files in a private directory (Ray's default is a fixed /tmp path shared by
 every Serve on the machine), prints a request to try for each application, and runs ``serve run`` in a process
-group of its own. Ctrl-C and SIGTERM both reach it as SIGINT, on which it shuts Serve and Ray down; whatever is
+group of its own, on a Ray whose Prometheus metrics are on a fixed loopback port (``--metrics-port``, 8080: Ray
+picks a random one otherwise, and ``serve run`` cannot choose it). Ctrl-C and SIGTERM both reach it as SIGINT, on which it shuts Serve and Ray down; whatever is
 left in its group afterwards (HAProxy, which Serve respawns on reloads) is stopped too, so no listener outlives
 the launcher.
 """
@@ -17,7 +18,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +34,8 @@ from recsys.errors import RecsysError
 from recsys.manifest import VOCABULARY_FILE
 from serve_apps.core.ingress import haproxy_environment
 from serve_apps.core.settings import ModelSettings
+
+METRICS_PORT = 8080
 
 
 def example_requests(config: dict) -> dict[str, str]:
@@ -80,7 +82,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", type=Path, help="HAProxy state directory (default: a new one under /tmp, "
                         "as HAProxy's socket path must stay short)")
     parser.add_argument("--default-proxy", action="store_true", help="use Serve's Python proxy instead of HAProxy")
+    parser.add_argument("--metrics-port", type=int, default=METRICS_PORT,
+                        help=f"Ray's Prometheus metrics on 127.0.0.1:PORT/metrics (default {METRICS_PORT})")
+    parser.add_argument("--in-group", action="store_true", help=argparse.SUPPRESS)  # the child: serve run itself
     args = parser.parse_args(argv)
+    if args.in_group:
+        serve_run(args.config, args.metrics_port)
+        return
     config = yaml.safe_load(args.config.read_text())
     environment = dict(os.environ)
     if not args.default_proxy:
@@ -95,10 +103,22 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as err:
             parser.error(str(err))
     examples = "\n\n".join(f"  # {name}\n  {command}" for name, command in example_requests(config).items())
-    print(f"Serving {args.config} ({'Serve proxy' if args.default_proxy else 'HAProxy direct ingress'}). "
-          f"Once the replicas report ready, try:\n\n{examples}\n", flush=True)
-    serve = shutil.which("serve", path=str(Path(sys.executable).parent)) or "serve"
-    sys.exit(run_in_own_group([serve, "run", str(args.config)], environment))
+    print(f"Serving {args.config} ({'Serve proxy' if args.default_proxy else 'HAProxy direct ingress'}; metrics "
+          f"on http://127.0.0.1:{args.metrics_port}/metrics). Once the replicas report ready, try:\n\n{examples}\n",
+          flush=True)
+    sys.exit(run_in_own_group([sys.executable, "-m", "serve_apps.local", "--in-group", "--metrics-port",
+                               str(args.metrics_port), str(args.config)], environment))
+
+
+def serve_run(config: Path, metrics_port: int) -> None:
+    """``serve run config`` on a Ray started here with its metrics on ``metrics_port`` (serve run only starts Ray
+    when none is connected, and then takes what it is given)."""
+    import ray
+    from ray.serve._private.constants import SERVE_NAMESPACE
+    from ray.serve.scripts import cli
+
+    ray.init(namespace=SERVE_NAMESPACE, _metrics_export_port=metrics_port)
+    cli.main(["run", str(config)], prog_name="serve")
 
 
 def run_in_own_group(command: list[str], environment: dict[str, str], grace_s: float = 30.0) -> int:

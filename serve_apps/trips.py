@@ -26,6 +26,7 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse
 from recsys.trip_answer import NextStays, property_searches
 from serve_apps.accommodations import search_columns
 from serve_apps.core.deadline import QueueBudget
+from serve_apps.core.metrics import ReplicaMetrics
 from serve_apps.core.errors import DependencyUnavailable, documented_responses
 from serve_apps.core.fields import Date, Id, Integer, Text
 from serve_apps.core.http_edge import ingress_api
@@ -93,6 +94,7 @@ ERRORS = documented_responses(400, 413, 415, 500, 503)
 class Trips:
     def __init__(self, options: TripsOptions) -> None:
         api.state.queue_budget = QueueBudget(options.queue_budget_ms / 1000)
+        api.state.metrics = ReplicaMetrics(options.metrics)
         self._options = options
         self._handles: dict[tuple[str, str], DeploymentHandle] = {}
 

@@ -17,6 +17,7 @@ from recsys.accommodations import signature
 from recsys.accommodations.baselines import PADDING
 from recsys.accommodations.catalogue import CATALOGUE_FILE, Catalogue
 from recsys.accommodations.searches import includes_saturday_night
+from recsys.columns import in_sorted
 from recsys.errors import ModelContractError
 from recsys.loaded_model import padded_height
 from recsys.manifest import SAVED_MODEL_DIR, Manifest
@@ -105,6 +106,7 @@ class AccommodationRuntime:
     def __init__(self, ranker: Ranker, catalogue: Catalogue) -> None:
         self.ranker = ranker
         self.catalogue = catalogue
+        self._cities = np.unique(catalogue.city_id)
 
     @classmethod
     def open(cls, path: Path, manifest: Manifest) -> AccommodationRuntime:
@@ -116,6 +118,15 @@ class AccommodationRuntime:
     def city_candidates(self, city_id: int) -> np.ndarray:
         """What is ranked when a caller sends no candidates: the city's catalogue (empty for an unknown city)."""
         return self.catalogue.of_city(city_id)[:MAX_CANDIDATES]
+
+    def unknown(self, city_id: np.ndarray, candidate_ids: np.ndarray,
+                candidate_offsets: np.ndarray) -> dict[str, np.ndarray]:
+        """Per input, which searches hold a value this version's catalogue lacks (answered through the
+        out-of-vocabulary slot): ``city_id``, and ``candidates`` when any candidate is unknown; candidates given
+        flat, search ``i``'s at ``candidate_ids[offsets[i]:offsets[i + 1]]``."""
+        unknown = np.concatenate([[0], np.cumsum(~in_sorted(self.catalogue.prop_id, candidate_ids))])
+        return {"city_id": ~in_sorted(self._cities, city_id),
+                "candidates": unknown[candidate_offsets[1:]] > unknown[candidate_offsets[:-1]]}
 
     def rank(self, searches: Searches, candidates: Sequence[np.ndarray | None],
              prices: Sequence[np.ndarray | None], k: int,

@@ -13,6 +13,7 @@ import numpy as np
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
+from recsys.columns import in_sorted
 from recsys.destinations import signature
 from recsys.destinations.features import PAD_CITY, Vocabulary
 from recsys.errors import ModelContractError
@@ -88,7 +89,7 @@ class DestinationRuntime:
         out-of-vocabulary slot): ``cities`` when any city the model reads is unknown; ``affiliate_id`` 0 is
         "none given", not unknown. ``trips`` as for :meth:`top_k`."""
         cities = self._history(trips)
-        unknown_city = (cities != PAD_CITY) & ~np.isin(cities, self._known_cities)
+        unknown_city = (cities != PAD_CITY) & ~in_sorted(self._known_cities, cities)
         affiliates = np.asarray(affiliate_id, dtype=np.int64)
         return {"cities": unknown_city.any(axis=1),
                 "booker_country": ~np.isin(np.asarray(booker_country, dtype=object),
@@ -96,6 +97,10 @@ class DestinationRuntime:
                 "device_class": ~np.isin(np.asarray(device_class, dtype=object),
                                          np.asarray(self.vocabulary.device_classes, dtype=object)),
                 "affiliate_id": (affiliates != 0) & ~np.isin(affiliates, self.vocabulary.affiliates)}
+
+    def popular_cities(self, n: int) -> np.ndarray:
+        """The ``n`` cities most frequent in this version's training data (its vocabulary's order)."""
+        return np.asarray(self.vocabulary.cities[:n], dtype=np.int64)
 
     def top_k(self, trips: Sequence[Sequence[int]] | np.ndarray, booker_country: Sequence[str],
               device_class: Sequence[str], affiliate_id: Sequence[int], k: int,

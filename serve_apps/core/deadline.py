@@ -49,7 +49,7 @@ class EnforceQueueBudget:
             if arrived is not None:
                 waited_s = time.time() - arrived
                 if waited_s > budget.seconds:
-                    await error_response(expired(waited_s, budget.seconds))(scope, receive, send)
+                    await error_response(expired(waited_s, budget.seconds), scope["app"])(scope, receive, send)
                     return
                 _LEFT_S.set(budget.seconds - waited_s)
         await self.app(scope, receive, send)

@@ -8,6 +8,8 @@ the field), everything else as ``{"detail": "..."}``.
 
 from __future__ import annotations
 
+import http
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -19,6 +21,11 @@ RETRY_AFTER_S = 1
 
 class ServingError(Exception):
     """Base of the errors the ingress answers on purpose."""
+
+    @property
+    def reason(self) -> str:
+        """The error's name in metrics (``recsys_requests_refused{reason}``): ``Overloaded`` -> ``overloaded``."""
+        return "".join(f"_{c.lower()}" if c.isupper() else c for c in type(self).__name__).lstrip("_")
 
 
 class ModelNotReady(ServingError):
@@ -88,8 +95,10 @@ class ErrorBody(BaseModel):
     detail: str
 
 
-def error_response(error: ServingError) -> JSONResponse:
+def error_response(error: ServingError, app: FastAPI | None = None) -> JSONResponse:
+    """The answer to ``error``; counted in ``app``'s metrics (:mod:`serve_apps.core.metrics`) if it has them."""
     code = status_code(error)
+    _count(app, code, error.reason)
     if isinstance(error, InvalidBody):
         return _validation_response(422, [{"loc": list(error.loc), "msg": str(error), "type": error.kind}])
     if code in (400, 422):
@@ -103,22 +112,31 @@ def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into its status and body."""
 
     @app.exception_handler(ServingError)
-    async def _serving_error(_: Request, error: ServingError) -> JSONResponse:
-        return error_response(error)
+    async def _serving_error(request: Request, error: ServingError) -> JSONResponse:
+        return error_response(error, request.app)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = [{key: item[key] for key in ("loc", "msg", "type") if key in item} for item in error.errors()]
         # A body that is not JSON at all is malformed (400); JSON that breaks the schema is unprocessable (422).
         malformed = any(item["type"] == "json_invalid" for item in problems)
+        _count(request.app, 400 if malformed else 422, "malformed_body" if malformed else "invalid_body")
         return _validation_response(400 if malformed else 422, problems)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, error: HTTPException) -> JSONResponse:
+    async def _http(request: Request, error: HTTPException) -> JSONResponse:
+        _count(request.app, error.status_code, "malformed_body" if error.status_code == 400 else
+               http.HTTPStatus(error.status_code).name.lower())
         if error.status_code == 400:  # FastAPI's "error parsing the body": bytes that are not UTF-8 text
             return _validation_response(400, [{"loc": ["body"], "msg": "body is not valid UTF-8 JSON text",
                                                "type": "json_invalid"}])
         return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+
+
+def _count(app: FastAPI | None, code: int, reason: str) -> None:
+    metrics = getattr(app.state, "metrics", None) if app is not None else None
+    if metrics is not None:
+        metrics.refused(code, reason)
 
 
 def _validation_response(code: int, problems: list[dict]) -> JSONResponse:

@@ -3,8 +3,10 @@ function from a batch of requests to answers.
 
 A model deployment is a class that extends :class:`ModelReplica`, is decorated with ``@serve.deployment``,
 ``@serve.ingress(API.app)`` and ``@API.routes`` (``API`` a :class:`serve_apps.core.model_api.ModelApi`), names its
-runtime's ``open`` as ``open_runtime`` and implements :meth:`ModelReplica.predict`, from request columns to answer
-columns (a request arrives as columns whatever its body was: :mod:`serve_apps.core.arrow_body`). The base:
+runtime's ``open`` as ``open_runtime``, names the answer column of items as ``answer_items`` (``scores`` beside it)
+and implements :meth:`ModelReplica.predict`, from request columns to answer columns (a request arrives as columns
+whatever its body was: :mod:`serve_apps.core.arrow_body`); :meth:`ModelReplica.unknown` and
+:meth:`ModelReplica.popular` tell the metrics what the model knows. The base:
 
 * loads the model in ``reconfigure`` from the deployment's ``user_config`` (:class:`ModelSettings`) through a
   :class:`~serve_apps.core.slot.ModelSlot`: fetched, verified, loaded and warmed up before Serve routes any
@@ -17,13 +19,18 @@ columns (a request arrives as columns whatever its body was: :mod:`serve_apps.co
   a failing model 500, no model yet 503;
 * caps TensorFlow's GPU memory to the replica's fraction of the card (:mod:`recsys.gpu`);
 * reports its model (``GET /<route>/model``, :class:`~serve_apps.core.status.ModelStatus`), and fails
-  ``check_health`` while it has none.
+  ``check_health`` while it has none;
+* exports metrics (:mod:`serve_apps.core.metrics`): its version, loads, model calls, requests, out-of-vocabulary
+  inputs and the distribution of its answers; and before a hot swap compares the new version's answers to recent
+  requests with the serving one's (:mod:`serve_apps.core.response_shift`), refusing it beyond the settings' limits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+import time
 from collections.abc import Sequence
 from typing import Generic
 
@@ -38,6 +45,9 @@ from serve_apps.core.arrow_body import VERSION_METADATA, RequestColumns
 from serve_apps.core.errors import InvalidRows, ModelCallFailed, ModelNotReady
 from serve_apps.core.deadline import QueueBudget, deadline
 from serve_apps.core.lane import InferenceLane
+from serve_apps.core.metrics import ReplicaMetrics
+from serve_apps.core.response_shift import MIN_ROWS, RecentRequests, ResponseShift, ShiftTooLarge, beyond_limits, \
+    first_values, measure, sums
 from serve_apps.core.settings import ModelSettings, ReplicaOptions
 from serve_apps.core.slot import ModelSlot
 from serve_apps.core.status import ModelStatus
@@ -59,12 +69,17 @@ class ModelReplica(Generic[R]):
     api: FastAPI  # the app's HTTP face, set by ModelApi.routes
     columns: RequestColumns  # its request type as columns, set by ModelApi.routes
     open_runtime: OpenRuntime[R]  # how a verified copy of a version is opened: each model's runtime class
+    answer_items: str  # the answer column that lists the items, best first; "scores" holds their scores
 
     def __init__(self, options: ReplicaOptions) -> None:
         self._options = options
         gpu.cap_this_actor(options.gpu_memory_mib, options.gpu_context_mib)
         self.api.state.queue_budget = QueueBudget(options.queue_budget_ms / 1000)
-        self._slot: ModelSlot[R] = ModelSlot(options, type(self).open_runtime)
+        self.api.state.metrics = self._metrics = ReplicaMetrics(options.metrics)
+        self._recent = RecentRequests()
+        self._shift: ResponseShift | None = None
+        self._gauges: asyncio.Task | None = None  # started with the first reconfigure, on the replica's loop
+        self._slot: ModelSlot[R] = ModelSlot(options, type(self).open_runtime, self._metrics, vet=self._vet)
         # The lane's row limit follows the user_config (reconfigure), before any traffic.
         self._lane: InferenceLane[pa.RecordBatch, pa.RecordBatch] = InferenceLane(self._predict_callers, max_rows=1)
 
@@ -74,8 +89,19 @@ class ModelReplica(Generic[R]):
         ``shapes``, the heights the model was warmed up for."""
         raise NotImplementedError
 
+    def unknown(self, model: LoadedModel[R], rows: pa.RecordBatch) -> dict[str, np.ndarray]:
+        """Per input feature the model has a vocabulary for, a boolean per row: True where the row's value is
+        out of it. For the metrics; none by default."""
+        return {}
+
+    def popular(self, model: LoadedModel[R]) -> np.ndarray | None:
+        """The ids of the model's most popular items, if it knows them (the metrics count answers led by one)."""
+        return None
+
     async def reconfigure(self, user_config: dict) -> None:
         settings = ModelSettings.model_validate(user_config)
+        if self._gauges is None:
+            self._gauges = asyncio.create_task(self._metrics.keep_gauges())
         await self._slot.apply(settings)
         self._lane.max_rows = settings.max_batch_size
         self._batch.set_max_batch_size(settings.max_batch_size)
@@ -120,6 +146,7 @@ class ModelReplica(Generic[R]):
             max_batch_size=settings.max_batch_size if settings else 0,
             batch_wait_timeout_s=settings.batch_wait_timeout_s if settings else 0.0,
             queue_budget_ms=self._options.queue_budget_ms,
+            response_shift=self._shift,
         )
 
     # Sizes are replaced by the user_config's in reconfigure, before any traffic. Batches go to the lane as soon
@@ -127,9 +154,12 @@ class ModelReplica(Generic[R]):
     @serve.batch(max_batch_size=1024, batch_wait_timeout_s=0.001, batch_size_fn=_rows, max_concurrent_batches=128)
     async def _batch(self, chunks: list[pa.RecordBatch], deadlines: list[float | None]) \
             -> list[pa.RecordBatch | BaseException]:
+        self._metrics.lane_waiting(self._lane.waiting_rows)
         # One lane entry per caller: merged into one model call, but a failure stays with the caller it belongs to.
-        return await asyncio.gather(*(self._lane.run(chunk, limit) for chunk, limit in zip(chunks, deadlines)),
-                                    return_exceptions=True)
+        answers = await asyncio.gather(*(self._lane.run(chunk, limit) for chunk, limit in zip(chunks, deadlines)),
+                                       return_exceptions=True)
+        self._metrics.lane_waiting(self._lane.waiting_rows)  # so that an idle lane reports 0
+        return answers
 
     def _predict_callers(self, callers: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
         """One model call for the callers' rows, on the lane's thread, on one version even if a swap lands
@@ -138,6 +168,7 @@ class ModelReplica(Generic[R]):
         if model is None:
             raise ModelNotReady("no model loaded")
         rows = callers[0] if len(callers) == 1 else pa.concat_batches(callers)
+        started = time.perf_counter()
         try:
             answers = self.predict(model, rows, self._slot.shapes)
         except DATA_ERRORS as err:
@@ -145,12 +176,56 @@ class ModelReplica(Generic[R]):
         except Exception as err:
             log.exception("model %s version %s failed on %d rows", model.model_uri, model.version, rows.num_rows)
             raise ModelCallFailed(f"the model failed: {type(err).__name__}") from err
+        self._observe(model, rows, answers, time.perf_counter() - started)
         version = pa.DictionaryArray.from_arrays(np.zeros(rows.num_rows, dtype=np.int32), [model.version])
         batch = pa.RecordBatch.from_pydict({**answers, "model_version": version},
                                            metadata={VERSION_METADATA: model.version.encode()})
         starts = np.cumsum([0] + [caller.num_rows for caller in callers])
         return [batch.slice(start, caller.num_rows) for start, caller in zip(starts, callers)]
 
+    def _observe(self, model: LoadedModel[R], rows: pa.RecordBatch, answers: dict[str, pa.Array],
+                 seconds: float) -> None:
+        """A model call's metrics, and its rows kept as recent requests."""
+        self._recent.add(rows)
+        if not self._metrics.enabled:
+            return
+        self._metrics.model_call(rows.num_rows, seconds)
+        self._metrics.features(self.unknown(model, rows))
+        (top1, answered), popular = first_values(answers["scores"]), self.popular(model)
+        leaders = None
+        if popular is not None:
+            leaders = np.isin(first_values(answers[self.answer_items])[0][answered], popular)
+        self._metrics.answers(model.version, top1[answered], sums(answers["scores"])[answered], leaders)
+
+    def _vet(self, serving: LoadedModel[R], loaded: LoadedModel[R]) -> None:
+        """Before ``loaded`` takes over: both versions answer the recent requests; the shift between their answers
+        is reported, and refuses ``loaded`` beyond the settings' limits (on the loader's thread)."""
+        rows, settings = self._recent.rows(), self._slot.settings
+        if rows is None or rows.num_rows < MIN_ROWS:
+            log.info("response shift of version %s not measured: %d recent rows, %d needed", loaded.version,
+                     0 if rows is None else rows.num_rows, MIN_ROWS)
+            return
+        psi, overlap = measure(self._answer_all(serving, rows), self._answer_all(loaded, rows), self.answer_items)
+        too_far = beyond_limits(psi, overlap, settings.max_response_shift_psi, settings.min_response_overlap)
+        self._shift = ResponseShift(version=loaded.version, baseline=serving.version, rows=rows.num_rows,
+                                    top1_psi=round(psi, 4), topk_overlap=round(overlap, 4),
+                                    measured_at=dt.datetime.now(dt.UTC), refused=bool(too_far))
+        self._metrics.shift(loaded.version, serving.version, psi, overlap)
+        log.info("response shift of version %s against %s on %d recent rows: top-1 score PSI %.3f, top-k overlap "
+                 "%.3f", loaded.version, serving.version, rows.num_rows, psi, overlap)
+        if too_far:
+            raise ShiftTooLarge(f"answers the last {rows.num_rows} requests too differently from version "
+                                f"{serving.version}: {'; '.join(too_far)}")
+
+    def _answer_all(self, model: LoadedModel[R], rows: pa.RecordBatch) -> dict[str, pa.Array]:
+        """``predict`` over any number of rows, in calls of the warmed heights."""
+        size = max(self._slot.shapes)
+        parts = [self.predict(model, rows.slice(start, size), self._slot.shapes)
+                 for start in range(0, rows.num_rows, size)]
+        return {name: pa.concat_arrays([part[name] for part in parts]) for name in parts[0]}
+
     async def __del__(self) -> None:
+        if self._gauges is not None:
+            self._gauges.cancel()
         await self._slot.close()
         self._lane.close()

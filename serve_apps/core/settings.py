@@ -25,6 +25,12 @@ class ModelSettings(BaseModel):
                                                                      "version that failed to load for a passing reason)")
     max_batch_size: int = Field(1024, ge=1, le=1024, description="rows per model call")
     batch_wait_timeout_s: float = Field(0.001, ge=0, le=1, description="how long a batch waits to fill")
+    max_response_shift_psi: float | None = Field(
+        None, gt=0, description="refuse a new version whose top-1 score PSI against the serving version, on recent "
+                                "requests, is above this (unset: measured and reported only; see response_shift)")
+    min_response_overlap: float | None = Field(
+        None, ge=0, le=1, description="refuse a new version whose answers share a smaller mean part of their items "
+                                      "with the serving version's, on recent requests")
 
     @field_validator("model_uri")
     @classmethod
@@ -54,6 +60,8 @@ class IngressOptions(BaseModel):
 
     queue_budget_ms: int = Field(100, ge=1, le=60_000, description="longest a request may wait before a replica "
                                                                     "takes it up; later: 503 with Retry-After")
+    metrics: bool = Field(True, description="export the application metrics (serve_apps.core.metrics); off only "
+                                            "to measure what they cost")
 
 
 class ReplicaOptions(LoadOptions, IngressOptions):

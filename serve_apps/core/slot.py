@@ -10,10 +10,11 @@ after a publish when the config says ``latest``.
 Only one load runs at a time, on a thread of its own at the lowest CPU priority, so that serving keeps the cores
 while a new version loads; checks are spread (±20 % of ``latest_poll_s``) so that a route's replicas do not all
 load at the same moment. A load that is no longer wanted (the settings named another version meanwhile) stops at
-its next stage; then the newer one starts. A version that fails to load is refused: the old one keeps
-serving, the error is logged and kept for ``GET /<model>/model``; it is retried on the next check if the store was
-merely unreachable, and not again (until the settings name another version) if it is missing, corrupt or
-incompatible.
+its next stage; then the newer one starts. A loaded version is vetted before it takes over (the replica compares
+its answers with the serving version's: :mod:`serve_apps.core.response_shift`). A version that fails to load or
+to pass is refused: the old one keeps serving, the error is logged, counted and kept for ``GET /<model>/model``;
+it is retried on the next check if the store was merely unreachable, and not again (until the settings name
+another version) if it is missing, corrupt, incompatible or answers too differently.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ import logging
 import os
 import random
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic
 
 from recsys.artifact_store import ModelStore
 from recsys.errors import StoreUnavailable
 from recsys.loaded_model import LoadCancelled, LoadedModel, LoadOptions, OpenRuntime, R, batch_shapes, load
+from serve_apps.core.metrics import ReplicaMetrics
 from serve_apps.core.settings import ModelSettings
 from serve_apps.core.status import LoadError
 
@@ -40,9 +43,14 @@ log = logging.getLogger("ray.serve")
 class ModelSlot(Generic[R]):
     """The replica's current model, the version it is loading, and the last version that failed to load."""
 
-    def __init__(self, options: LoadOptions, open_runtime: OpenRuntime[R]) -> None:
+    def __init__(self, options: LoadOptions, open_runtime: OpenRuntime[R], metrics: ReplicaMetrics | None = None,
+                 vet: Callable[[LoadedModel[R], LoadedModel[R]], None] | None = None) -> None:
+        """``vet(serving, loaded)`` runs on the loader's thread before a loaded version takes over; what it raises
+        refuses the version."""
         self._options = options
         self._open_runtime = open_runtime
+        self._metrics = metrics or ReplicaMetrics(enabled=False)
+        self._vet = vet
         self.current: LoadedModel[R] | None = None
         self.loading_version: str | None = None
         self.target_version: str | None = None
@@ -61,10 +69,17 @@ class ModelSlot(Generic[R]):
         can be formed, and wakes the loop if another version is wanted."""
         previous, shapes = self.settings, batch_shapes(settings.max_batch_size)
         if self.current is None:
-            version = await asyncio.to_thread(_resolve, settings)
-            self.current = await asyncio.to_thread(load, settings.model_uri, version, self._open_runtime,
-                                                   self._options, shapes, logger=log)
+            version = settings.model_version
+            try:
+                version = await asyncio.to_thread(_resolve, settings)
+                self.current = await asyncio.to_thread(load, settings.model_uri, version, self._open_runtime,
+                                                       self._options, shapes, logger=log)
+            except Exception as err:
+                self._metrics.load_failed(version, type(err).__name__)
+                raise
             self.settings, self.shapes, self.target_version = settings, shapes, version
+            self._metrics.serving(version, self.current.load_seconds)
+            self._metrics.behind_target(False)
             self._task = asyncio.create_task(self._reconcile_forever())
             return
         new_shapes = sorted(set(shapes) - set(self.shapes))
@@ -94,8 +109,9 @@ class ModelSlot(Generic[R]):
             return
         self.target_version = target
         current = self.current
-        if (current and (current.model_uri, current.version) == (settings.model_uri, target)) \
-                or target in self._refused:
+        serving_target = bool(current) and (current.model_uri, current.version) == (settings.model_uri, target)
+        self._metrics.behind_target(not serving_target)
+        if serving_target or target in self._refused:
             return
         self.loading_version = target
         loop = asyncio.get_running_loop()
@@ -105,6 +121,8 @@ class ModelSlot(Generic[R]):
             missing = sorted(set(self.shapes) - set(shapes))  # max_batch_size grew while it loaded
             if missing:
                 await loop.run_in_executor(self._loader, model.runtime.warm_up, missing)
+            if self._vet is not None and self.current is not None:
+                await loop.run_in_executor(self._loader, self._vet, self.current, model)
         except LoadCancelled as err:
             log.info("%s", err)
         except Exception as err:
@@ -114,6 +132,8 @@ class ModelSlot(Generic[R]):
         else:
             if generation == self._generation:
                 self.current, self.last_error = model, None
+                self._metrics.serving(model.version, model.load_seconds)
+                self._metrics.behind_target(False)
                 log.info("now serving %s version %s", settings.model_uri, model.version)
         finally:
             self.loading_version = None
@@ -127,6 +147,7 @@ class ModelSlot(Generic[R]):
 
     def _record(self, version: str, err: Exception) -> None:
         self.last_error = LoadError(version=version, error=f"{type(err).__name__}: {err}", at=dt.datetime.now(dt.UTC))
+        self._metrics.load_failed(version, type(err).__name__)
         log.error("refused model %s version %s, still serving %s: %s", self.settings.model_uri, version,
                   self.current.version if self.current else None, self.last_error.error)
 

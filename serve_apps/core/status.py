@@ -6,6 +6,8 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
+from serve_apps.core.response_shift import ResponseShift
+
 
 class LoadError(BaseModel):
     version: str
@@ -29,3 +31,5 @@ class ModelStatus(BaseModel):
     max_batch_size: int
     batch_wait_timeout_s: float
     queue_budget_ms: int = Field(description="longest a request may wait before the model takes it up")
+    response_shift: ResponseShift | None = Field(description="the last version loaded against the one serving "
+                                                             "then, on the same recent requests")

@@ -55,11 +55,12 @@ def test_example_requests_without_models_still_give_valid_requests(tmp_path):
 
 
 def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path):
-    """`make run` stopped by SIGTERM (a supervisor, a closed terminal) leaves nothing listening: not HAProxy, not
-    Ray. Also when started in the background (`make run &`), where SIGINT, which stops `serve run`, is ignored."""
+    """`make run` serves Ray's metrics, the model's among them, on the port it was given; stopped by SIGTERM (a
+    supervisor, a closed terminal) it leaves nothing listening: not HAProxy, not Ray. Also when started in the
+    background (`make run &`), where SIGINT, which stops `serve run`, is ignored."""
     config = _local_config({"destinations": f"{trained_model.store_uri}/{trained_model.name}"})
     config["applications"] = [a for a in config["applications"] if a["name"] == "destinations"]
-    port, stats, metrics, fallback = free_port(), free_port(), free_port(), free_port()
+    port, stats, metrics, fallback, ray_metrics = free_port(), free_port(), free_port(), free_port(), free_port()
     config["http_options"]["port"] = port
     path = tmp_path / "serve.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -73,7 +74,8 @@ def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path)
     ray_tmp = Path(tempfile.mkdtemp(prefix="rsr-", dir="/tmp"))  # so must Ray's
     with open(log, "wb") as output:
         launcher = subprocess.Popen(
-            [sys.executable, "-m", "serve_apps.local", str(path), "--run-dir", str(run_dir)],
+            [sys.executable, "-m", "serve_apps.local", str(path), "--run-dir", str(run_dir), "--metrics-port",
+             str(ray_metrics)],
             cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # as a shell starts a job with `&`
             env={**environment, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # loopback only, as the Makefile runs it
@@ -84,8 +86,13 @@ def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path)
         assert launcher.poll() is None, f"the launcher exited: {log.read_text()[-3000:]}"
         return httpx.get(f"http://127.0.0.1:{port}/destinations/model", timeout=5).status_code == 200
 
+    def model_metrics() -> bool:
+        text = httpx.get(f"http://127.0.0.1:{ray_metrics}/metrics", timeout=5).text
+        return f'version="{trained_model.version}"' in text and "ray_recsys_model_info{" in text
+
     try:
         wait_for(serving, timeout=300, what="the launcher's Serve to answer")
+        wait_for(model_metrics, timeout=60, what="the model's metrics on the metrics port")
         launcher.send_signal(signal.SIGTERM)
         launcher.wait(timeout=180)  # TimeoutExpired if `serve run` did not stop
     finally:
@@ -93,6 +100,6 @@ def test_sigterm_shuts_serving_down_and_frees_its_ports(trained_model, tmp_path)
             launcher.kill()
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.rmtree(ray_tmp, ignore_errors=True)
-    for listener in (port, stats, fallback):
+    for listener in (port, stats, fallback, ray_metrics):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", listener)) != 0, f"port {listener} still listening"

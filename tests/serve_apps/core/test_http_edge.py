@@ -119,3 +119,40 @@ def test_every_error_status_is_documented_with_its_body():
     paths = app().app.openapi()["paths"]["/echo"]["post"]["responses"]
     assert set(paths) == {"200", "400", "413", "415", "422", "500", "503"}
     assert "Retry-After" in paths["503"]["headers"]
+
+
+class RecordingMetrics:
+    """Stands in for ReplicaMetrics (whose Ray metrics need a Serve replica; tests/serve_apps/test_monitoring.py
+    checks those through a real Prometheus): records what the edge reports."""
+
+    enabled = True
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, int]] = []
+        self.refusals: list[tuple[int, str]] = []
+
+    def request(self, route: str, code: int, seconds: float) -> None:
+        assert 0 <= seconds < 10
+        self.requests.append((route, code))
+
+    def refused(self, code: int, reason: str) -> None:
+        self.refusals.append((code, reason))
+
+
+def test_every_answer_is_counted_by_route_and_every_refusal_by_reason():
+    client = app()
+    metrics = client.app.state.metrics = RecordingMetrics()
+    client.post("/echo", json={"n": 7})
+    client.post("/echo", json={"n": -1})
+    client.post("/echo", content=b"{", headers={"content-type": "application/json"})
+    client.post("/echo", content=b"x", headers={"content-type": "text/plain"})
+    client.post("/echo", json={"n": 1})
+    client.post("/echo", json={"n": 3})
+    client.post("/echo", json={"n": 7}, headers=stamp(0.5))
+    client.get("/echo")
+    client.get("/random/path")
+    assert metrics.requests == [("/echo", 200), ("/echo", 422), ("/echo", 400), ("/echo", 415), ("/echo", 503),
+                                ("/echo", 500), ("/echo", 503), ("/echo", 405), ("other", 404)]
+    assert metrics.refusals == [(422, "invalid_body"), (400, "malformed_body"), (415, "unsupported_media_type"),
+                                (503, "model_not_ready"), (500, "model_call_failed"), (503, "overloaded"),
+                                (405, "method_not_allowed"), (404, "not_found")]

@@ -188,3 +188,28 @@ async def wait_until(condition, timeout: float = 60) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("timed out")
         await asyncio.sleep(0.02)
+
+
+def test_a_version_its_vet_rejects_is_refused_and_the_old_one_keeps_serving(store, options):
+    """The replica's vet (the response-shift check) sees the serving and the loaded model before the swap; what it
+    raises refuses the version for good, as a failed load does."""
+    vetted = []
+
+    def vet(serving, loaded):
+        vetted.append((serving.version, loaded.version))
+        if loaded.version == "v2":
+            raise ValueError("answers too differently")
+
+    async def scenario():
+        slot = ModelSlot(options, DestinationRuntime.open, vet=vet)
+        await slot.apply(settings(store, "v1"))
+        await slot.apply(settings(store, "v2"))
+        await wait_until(lambda: slot.last_error is not None)
+        assert slot.current.version == "v1" and slot.last_error.version == "v2"
+        assert slot.last_error.error == "ValueError: answers too differently"
+        await slot.check()  # refused for good: not loaded again
+        await slot.apply(settings(store, "v3"))
+        await wait_until(lambda: slot.current.version == "v3")
+        assert vetted == [("v1", "v2"), ("v1", "v3")]
+        await slot.close()
+    asyncio.run(scenario())
