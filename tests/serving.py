@@ -38,6 +38,7 @@ class ServeCluster:
     http_port: int
     work_dir: Path
     logs: Path
+    metrics_port: int  # Ray's Prometheus metrics: http://127.0.0.1:<port>/metrics
 
     @property
     def url(self) -> str:
