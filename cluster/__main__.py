@@ -57,11 +57,12 @@ def _render(env, args) -> int:
 
 def _validate(env, args) -> int:
     objects = manifests.render(env, _commit(args), _model_versions(args))
-    schemas = CrdSchemas.from_cluster(_client(args).api_client) if args.from_cluster else CrdSchemas.from_dir(args.crd_dir)
+    schemas = CrdSchemas.from_cluster(_client(args).api_client) if args.from_cluster else \
+        CrdSchemas.from_dir(args.crd_dir, args.monitoring_crd_dir)
     problems = validate_manifests(objects, schemas, env.kubernetes_version)
     if problems:
         raise ManifestInvalid(problems)
-    print(f"{args.env}: {len(objects)} objects valid (KubeRay CRDs from {schemas.source}, Kubernetes "
+    print(f"{args.env}: {len(objects)} objects valid (CRDs from {schemas.source}, Kubernetes "
           f"{env.kubernetes_version})")
     return 0
 
@@ -190,6 +191,8 @@ def _parser() -> argparse.ArgumentParser:
     validate = command("validate", _validate, "validate the manifests", commit=True, model=True)
     source = validate.add_mutually_exclusive_group()
     source.add_argument("--crd-dir", help="KubeRay CRDs directory (default: $KUBERAY_CRD_DIR)")
+    validate.add_argument("--monitoring-crd-dir", help="PodMonitor CRD directory, where a PodMonitor is rendered "
+                                                       "(default: $PROMETHEUS_OPERATOR_CRD_DIR; make crds fills it)")
     source.add_argument("--from-cluster", action="store_true", help="use the CRDs installed in the cluster")
     deploy = command("deploy", _deploy, "validate and apply", commit=True, model=True)
     deploy.add_argument("--wait", type=float, metavar="SECONDS",

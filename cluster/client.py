@@ -18,7 +18,7 @@ from typing import TypeVar
 from kubernetes import client, config, watch
 
 from cluster.errors import ClusterError, KubeApiError, WaitTimeout
-from cluster.resources import KINDS, Kind
+from cluster.resources import CUSTOM_KINDS, Kind
 from cluster.status import RayClusterStatus, RayJobStatus, RayServiceStatus
 
 APPLY = "application/apply-patch+yaml"
@@ -54,10 +54,10 @@ class KubeRayClient:
     # -- writes --------------------------------------------------------------------------------------------
 
     def apply(self, obj: dict) -> dict:
-        """Server-side apply of one object (KubeRay resource, Namespace, ConfigMap or NetworkPolicy)."""
+        """Server-side apply of one object (KubeRay resource, PodMonitor, Namespace, ConfigMap or NetworkPolicy)."""
         name, namespace = obj["metadata"]["name"], obj["metadata"].get("namespace")
         common = {"body": obj, "field_manager": self._field_manager, "force": True, "_content_type": APPLY}
-        kind = KINDS.get(obj["kind"])
+        kind = CUSTOM_KINDS.get(obj["kind"])
         action = f"apply {obj['kind']}/{name}"
         if kind is not None:
             applied = self._call(action, self._custom.patch_namespaced_custom_object, kind.group, kind.version,

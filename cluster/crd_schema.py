@@ -1,12 +1,14 @@
-"""KubeRay custom resources checked against their CRD schemas the way the API server admits them.
+"""Custom resources (KubeRay's, and the Prometheus Operator's PodMonitor) checked against their CRD schemas the way
+the API server admits them.
 
 For a custom resource the API server, in order: drops ``null`` values of fields that are not ``nullable``, fills in
 schema ``default`` values, rejects fields the schema does not know (strict field validation, as ``kubectl apply``
 requests it), and validates the result against the ``openAPIV3Schema``. :func:`admit` does the same and returns
 the defaulted object with every problem found, each prefixed with its field path.
 
-The CRDs come from a directory (``KUBERAY_CRD_DIR``, the KubeRay release's ``config/crd/bases``) or from the live
-cluster (:meth:`CrdSchemas.from_cluster`).
+The CRDs come from directories (``KUBERAY_CRD_DIR``, the KubeRay release's ``config/crd/bases``; for a PodMonitor
+``PROMETHEUS_OPERATOR_CRD_DIR``, which ``make`` fills from the Go module proxy) or from the live cluster
+(:meth:`CrdSchemas.from_cluster`). KubeRay's are required; the PodMonitor's only where one is rendered.
 """
 
 from __future__ import annotations
@@ -19,22 +21,25 @@ import jsonschema
 import yaml
 
 from cluster.errors import ClusterError
-from cluster.resources import GROUP, KINDS
+from cluster.resources import CUSTOM_KINDS, KINDS, POD_MONITOR
 
 CRD_DIR_VARIABLE = "KUBERAY_CRD_DIR"
+MONITORING_CRD_DIR_VARIABLE = "PROMETHEUS_OPERATOR_CRD_DIR"
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 
 
 class CrdSchemas:
-    """The ``openAPIV3Schema`` of each served version of the KubeRay CRDs."""
+    """The ``openAPIV3Schema`` of each served version of the CRDs of :data:`cluster.resources.CUSTOM_KINDS`."""
 
     def __init__(self, crds: list[dict], source: str) -> None:
         self.source = source
         self._schemas: dict[tuple[str, str], dict] = {}
         for crd in crds:
-            if crd.get("kind") != "CustomResourceDefinition" or crd["spec"]["group"] != GROUP:
+            if crd.get("kind") != "CustomResourceDefinition":
                 continue
             kind = crd["spec"]["names"]["kind"]
+            if kind not in CUSTOM_KINDS or crd["spec"]["group"] != CUSTOM_KINDS[kind].group:
+                continue
             for version in crd["spec"]["versions"]:
                 if version.get("served", True):
                     self._schemas[(kind, version["name"])] = version["schema"]["openAPIV3Schema"]
@@ -43,18 +48,20 @@ class CrdSchemas:
             raise ClusterError(f"{source}: no CRD for {', '.join(missing)}")
 
     @classmethod
-    def from_dir(cls, directory: str | os.PathLike | None = None) -> CrdSchemas:
-        """CRDs from ``directory``, else from the directory named by ``KUBERAY_CRD_DIR``."""
+    def from_dir(cls, directory: str | os.PathLike | None = None,
+                 monitoring_directory: str | os.PathLike | None = None) -> CrdSchemas:
+        """KubeRay's CRDs from ``directory``, else from the directory named by ``KUBERAY_CRD_DIR``; the
+        PodMonitor's from ``monitoring_directory`` or ``PROMETHEUS_OPERATOR_CRD_DIR`` if either is given."""
         directory = directory or os.environ.get(CRD_DIR_VARIABLE)
         if not directory:
             raise ClusterError(f"no CRD directory: set {CRD_DIR_VARIABLE} (e.g. ../shared/kuberay/v1.7.0/crds) "
                                "or use --from-cluster")
-        paths = sorted(Path(directory).glob("*.yaml"))
-        if not paths:
-            raise ClusterError(f"{directory}: no CRD files (*.yaml)")
-        # libyaml's loader when present: the CRDs are megabytes of YAML.
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return cls([doc for p in paths for doc in yaml.load_all(p.read_text(), Loader=loader) if doc], str(directory))
+        crds = _read_crds(directory)
+        monitoring_directory = monitoring_directory or os.environ.get(MONITORING_CRD_DIR_VARIABLE)
+        if monitoring_directory:
+            crds += _read_crds(monitoring_directory)
+        sources = [str(directory), *([str(monitoring_directory)] if monitoring_directory else [])]
+        return cls(crds, " and ".join(sources))
 
     @classmethod
     def from_cluster(cls, api_client) -> CrdSchemas:
@@ -65,19 +72,34 @@ class CrdSchemas:
 
         api = client.ApiextensionsV1Api(api_client)
         crds = []
-        for kind in KINDS.values():
+        for kind in CUSTOM_KINDS.values():
             name = f"{kind.plural}.{kind.group}"
             try:
                 crds.append(api_client.sanitize_for_serialization(api.read_custom_resource_definition(name)))
             except client.ApiException as err:
+                if err.status == 404 and kind.kind not in KINDS:  # optional: named when a manifest needs it
+                    continue
                 raise KubeApiError.from_api_exception(err, f"read CRD {name}") from err
         return cls(crds, "the cluster")
 
     def schema(self, kind: str, version: str) -> dict:
+        if not any(known == kind for known, _ in self._schemas):
+            fix = (f"install the Prometheus Operator, or set monitoring.pod_monitor: false; to validate offline set "
+                   f"{MONITORING_CRD_DIR_VARIABLE}" if kind == POD_MONITOR.kind else "")
+            raise ClusterError(f"{self.source}: no CRD for {kind}" + (f"; {fix}" if fix else ""))
         try:
             return self._schemas[(kind, version)]
         except KeyError:
             raise ClusterError(f"{self.source}: {kind} has no served version {version}") from None
+
+
+def _read_crds(directory: str | os.PathLike) -> list[dict]:
+    paths = sorted(Path(directory).glob("*.yaml"))
+    if not paths:
+        raise ClusterError(f"{directory}: no CRD files (*.yaml)")
+    # libyaml's loader when present: the CRDs are megabytes of YAML.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [doc for p in paths for doc in yaml.load_all(p.read_text(), Loader=loader) if doc]
 
 
 def admit(obj: dict, schema: dict) -> tuple[dict, list[str]]:

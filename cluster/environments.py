@@ -117,6 +117,17 @@ class Hdfs(_Strict):
     credentials_secret: str = Field(description="Secret with key `user` (HADOOP_USER_NAME); not rendered")
 
 
+class Monitoring(_Strict):
+    """Scraping of the Ray pods' metrics ports by a Prometheus Operator (README, Observability): a PodMonitor, which
+    needs the operator's CRD on the cluster, hence off unless the environment says so."""
+
+    pod_monitor: bool = Field(False, description="render a PodMonitor for every Ray pod of this environment")
+    prometheus_namespace: str = Field("monitoring", description="where Prometheus runs: the NetworkPolicy lets it "
+                                                                "reach the metrics port")
+    labels: dict[str, str] = Field({}, description="labels the Prometheus' podMonitorSelector selects")
+    interval: str = Field("15s", pattern=r"^[0-9]+(ms|s|m)$", description="scrape interval")
+
+
 class Environment(_Strict):
     name: str = Field(pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", description="base name of every resource")
     namespace: str
@@ -132,6 +143,7 @@ class Environment(_Strict):
     batch: Batch
     interactive: Interactive
     hdfs: Hdfs
+    monitoring: Monitoring = Monitoring()
 
 
 def load(env: str) -> Environment:

@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 import yaml
 
 from cluster.environments import ROOT, Batch, Environment, Pods, Training, WorkerGroup
-from cluster.resources import RAY_CLUSTER, RAY_JOB, RAY_SERVICE
+from cluster.resources import POD_MONITOR, RAY_CLUSTER, RAY_JOB, RAY_SERVICE
 from recsys.errors import ConfigError
 from recsys.loaded_model import split_model_uri
 from recsys.manifest import check_name
@@ -25,6 +25,7 @@ from serve_apps.core.ingress import haproxy_environment
 HADOOP_CONF_DIR = "/etc/hadoop/conf"
 PROJECT_DIR = PurePosixPath("/home/ray/travel-recsys")  # where the Dockerfile puts this project in the image
 MODEL_CACHE_DIR = "/var/cache/recsys-models"
+METRICS_PORT = 8080  # Ray's Prometheus metrics on every Ray pod, as `make run` has it on loopback
 RAY_UID, RAY_GID = 1000, 100  # the `ray` user of the rayproject images
 PART_OF = "travel-recsys"
 TRAINING_ENTRYPOINT = "python -m training.{model} --config {config}"
@@ -42,6 +43,7 @@ def render(env: Environment, commit: str, model_versions: Mapping[str, str] | No
         *(training_job(env, model, commit) for model in env.training.jobs),
         *(precompute_job(env, predictions, commit) for predictions in env.batch.jobs),
         ray_cluster(env),
+        *([pod_monitor(env)] if env.monitoring.pod_monitor else []),
     ]
 
 
@@ -109,9 +111,23 @@ def network_policy(env: Environment) -> dict:
                     "kubernetes.io/metadata.name": env.kuberay_operator_namespace}}}],
                  "ports": [{"protocol": "TCP", "port": 8265}]},
                 {"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": env.serve_port}]},
+                *([{"from": [{"namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": env.monitoring.prometheus_namespace}}}],
+                    "ports": [{"protocol": "TCP", "port": METRICS_PORT}]}] if env.monitoring.pod_monitor else []),
             ],
         },
     }
+
+
+def pod_monitor(env: Environment) -> dict:
+    """Prometheus (through the Prometheus Operator) scrapes Ray's metrics port of every Ray pod of ``env``: the
+    serving replicas' application metrics (serve_apps.core.metrics), Serve's and Ray's own."""
+    metadata = _metadata(env, f"{env.name}-ray", "monitoring")
+    metadata["labels"].update(env.monitoring.labels)
+    return {"apiVersion": POD_MONITOR.api_version, "kind": POD_MONITOR.kind, "metadata": metadata,
+            "spec": {"selector": {"matchLabels": {"app.kubernetes.io/instance": env.name}},
+                     "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics",
+                                              "interval": env.monitoring.interval}]}}
 
 
 def ray_service(env: Environment, model_versions: Mapping[str, str] | None = None) -> dict:
@@ -186,8 +202,10 @@ def ray_cluster(env: Environment) -> dict:
 
 def _ray_cluster_spec(env: Environment, head: Pods, workers: list[WorkerGroup], component: str,
                       serve_port: int | None = None, extra_env: list[dict] | None = None) -> dict:
+    # Ray's metrics port is fixed and named on every pod (KubeRay's default, stated), so a PodMonitor can find it.
+    metrics = {"containerPort": METRICS_PORT, "name": "metrics"}
     ports = [{"containerPort": 6379, "name": "gcs-server"}, {"containerPort": 8265, "name": "dashboard"},
-             {"containerPort": 10001, "name": "client"}]
+             {"containerPort": 10001, "name": "client"}, metrics]
     if serve_port:
         ports.append({"containerPort": serve_port, "name": "serve"})
     head_template = _pod_template(env, head, "ray-head", component, ports, extra_env, service_account_token=True)
@@ -203,7 +221,8 @@ def _ray_cluster_spec(env: Environment, head: Pods, workers: list[WorkerGroup], 
         "headGroupSpec": {
             "serviceType": "ClusterIP",
             # No GPUs and no CPUs advertised: the head runs Ray's control plane, never replicas or training.
-            "rayStartParams": {"num-cpus": "0", "num-gpus": "0", "dashboard-host": "0.0.0.0"},
+            "rayStartParams": {"num-cpus": "0", "num-gpus": "0", "dashboard-host": "0.0.0.0",
+                               "metrics-export-port": str(METRICS_PORT)},
             "template": head_template,
         },
         "workerGroupSpecs": [
@@ -212,10 +231,10 @@ def _ray_cluster_spec(env: Environment, head: Pods, workers: list[WorkerGroup], 
                 "replicas": group.min_replicas,
                 "minReplicas": group.min_replicas,
                 "maxReplicas": group.max_replicas,
-                "rayStartParams": {},
+                "rayStartParams": {"metrics-export-port": str(METRICS_PORT)},
                 "template": _pod_template(env, group, "ray-worker", component,
-                                          [{"containerPort": serve_port, "name": "serve"}] if serve_port else [],
-                                          extra_env),
+                                          [metrics, *([{"containerPort": serve_port, "name": "serve"}]
+                                                      if serve_port else [])], extra_env),
             }
             for group in workers
         ],

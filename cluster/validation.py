@@ -1,9 +1,10 @@
 """Every rule a rendered manifest must pass, in one place.
 
-:func:`validate_manifests` runs three checks on each object: KubeRay custom resources are admitted against the
-CRD schemas the way the API server does it (``crd_schema.admit``); built-in kinds are validated against the
-Kubernetes schemas (``kubernetes-validate``); and the rules below, which no schema encodes: the KubeRay operator's
-own checks (its ``validation.go``) and this project's policies (security, GPUs, pinned code).
+:func:`validate_manifests` runs three checks on each object: custom resources (KubeRay's, a PodMonitor) are admitted
+against the CRD schemas the way the API server does it (``crd_schema.admit``); built-in kinds are validated against
+the Kubernetes schemas (``kubernetes-validate``); and the rules below, which no schema encodes: the KubeRay
+operator's own checks (its ``validation.go``), this project's policies (security, GPUs, pinned code), and that a
+PodMonitor scrapes pods the manifests define, on a port they name.
 
 Each rule is one small pure function, object in, problems out, no clients. Messages read
 ``<field.path>: <problem>, got <value>; <fix>``. RayService and RayJob run the RayCluster rules on their
@@ -20,7 +21,8 @@ import pydantic
 import yaml
 
 from cluster.crd_schema import CrdSchemas, admit
-from cluster.resources import RAY_CLUSTER, RAY_JOB, RAY_SERVICE, kuberay_kind
+from cluster.errors import ClusterError
+from cluster.resources import POD_MONITOR, RAY_CLUSTER, RAY_JOB, RAY_SERVICE, custom_kind, kuberay_kind
 from serve_apps.applications import APPLICATIONS
 from serve_apps.core.settings import ModelSettings, TripsOptions
 
@@ -420,6 +422,36 @@ EMBEDDED_CLUSTER = {RAY_CLUSTER.kind: "spec", RAY_SERVICE.kind: "spec.rayCluster
                     RAY_JOB.kind: "spec.rayClusterSpec"}
 
 
+def rule_pod_monitor_targets(pod_monitor: dict, objects: list[dict]) -> Iterator[str]:
+    """A PodMonitor selects pod templates of the manifests, and each endpoint's port is named in all of them."""
+    selector = pod_monitor["spec"].get("selector", {}).get("matchLabels", {})
+    templates = [template for obj in objects for template in _pod_templates(obj)
+                 if selector and selector.items() <= template.get("metadata", {}).get("labels", {}).items()]
+    if not templates:
+        yield (f"spec.selector.matchLabels: selects no Ray pod of these manifests, got {selector}; use the labels "
+               "of the Ray pod templates")
+        return
+    for i, endpoint in enumerate(pod_monitor["spec"].get("podMetricsEndpoints", [])):
+        port = endpoint.get("port")
+        unnamed = sum(port not in {p.get("name") for c in t["spec"]["containers"] for p in c.get("ports", [])}
+                      for t in templates)
+        if unnamed:
+            yield (f"spec.podMetricsEndpoints[{i}].port: {unnamed} of the {len(templates)} selected pod templates "
+                   f"name no port {port!r}; name the Ray container's metrics port so")
+
+
+def _pod_templates(obj: dict) -> Iterator[dict]:
+    kind = kuberay_kind(obj)
+    if kind is None:
+        return
+    spec = obj
+    for part in EMBEDDED_CLUSTER[kind.kind].split("."):
+        spec = spec.get(part) or {}
+    if spec:
+        yield spec["headGroupSpec"]["template"]
+        yield from (group["template"] for group in spec.get("workerGroupSpecs", []))
+
+
 def semantic_problems(obj: dict) -> list[str]:
     """Problems found by the operator's rules and this project's policies (KubeRay resources only)."""
     kind = kuberay_kind(obj)
@@ -440,10 +472,17 @@ def validate_manifests(objects: list[dict], schemas: CrdSchemas, kubernetes_vers
     problems = []
     for obj in objects:
         label = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-        kind = kuberay_kind(obj)
+        kind = custom_kind(obj)
         if kind is not None:
-            _, schema_problems = admit(obj, schemas.schema(kind.kind, kind.version))
+            try:
+                schema = schemas.schema(kind.kind, kind.version)
+            except ClusterError as err:
+                problems.append(f"{label}: {err}")
+                continue
+            _, schema_problems = admit(obj, schema)
             problems += [f"{label}: {p}" for p in schema_problems + semantic_problems(obj)]
+            if kind is POD_MONITOR:
+                problems += [f"{label}: {p}" for p in rule_pod_monitor_targets(obj, objects)]
         else:
             try:
                 kubernetes_validate.validate(obj, kubernetes_version, strict=True)

@@ -13,6 +13,9 @@ from tests.support import ROOT
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 CRD_DIR = Path(os.environ.get("KUBERAY_CRD_DIR", ROOT.parent / "shared" / "kuberay" / "v1.7.0" / "crds"))
+# The PodMonitor CRD `make test` fetched (Makefile: PROMETHEUS_OPERATOR_CRD_DIR).
+MONITORING_CRD_DIR = Path(os.environ.get("PROMETHEUS_OPERATOR_CRD_DIR",
+                                         Path.home() / ".cache" / "travel-recsys" / "prometheus-operator-v0.85.0"))
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +25,14 @@ def crd_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def schemas(crd_dir) -> CrdSchemas:
-    return CrdSchemas.from_dir(crd_dir)
+def monitoring_crd_dir() -> Path:
+    assert any(MONITORING_CRD_DIR.glob("*.yaml")), f"PodMonitor CRD not found in {MONITORING_CRD_DIR}; run make crds"
+    return MONITORING_CRD_DIR
+
+
+@pytest.fixture(scope="session")
+def schemas(crd_dir, monitoring_crd_dir) -> CrdSchemas:
+    return CrdSchemas.from_dir(crd_dir, monitoring_crd_dir)
 
 
 @pytest.fixture(params=["dev", "prod"])
@@ -32,9 +41,11 @@ def env(request) -> environments.Environment:
 
 
 @pytest.fixture(scope="session")
-def installed_crds(crd_dir) -> dict[str, dict]:
-    """The CRDs as the fake API server holds them (parsed once: they are megabytes of YAML)."""
-    return {crd["metadata"]["name"]: crd for path in sorted(crd_dir.glob("*.yaml"))
+def installed_crds(crd_dir, monitoring_crd_dir) -> dict[str, dict]:
+    """The CRDs as the fake API server holds them, KubeRay's and the PodMonitor's (parsed once: they are megabytes
+    of YAML)."""
+    paths = [*sorted(crd_dir.glob("*.yaml")), *sorted(monitoring_crd_dir.glob("*.yaml"))]
+    return {crd["metadata"]["name"]: crd for path in paths
             for crd in [yaml.load(path.read_text(), Loader=yaml.CSafeLoader)]}
 
 

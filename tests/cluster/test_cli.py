@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from cluster.__main__ import main
-from tests.cluster.conftest import COMMIT, CRD_DIR
+from tests.cluster.conftest import COMMIT, CRD_DIR, MONITORING_CRD_DIR
+from tests.cluster.fake_kube_api import FakeKubeApi
 from tests.cluster.test_client import RAYJOB_DONE, RAYSERVICE_READY
 from tests.support import ROOT
 
@@ -28,7 +29,8 @@ def test_render_prints_the_manifests_as_multi_document_yaml(capsys, env):
     code, out, _ = run(capsys, "render", env, "--commit", COMMIT)
     assert code == 0
     assert [d["kind"] for d in yaml.safe_load_all(out)] == ["Namespace", "ConfigMap", "NetworkPolicy", "RayService",
-                                                           *["RayJob"] * 4, "RayCluster"]
+                                                           *["RayJob"] * 4, "RayCluster",
+                                                           *(["PodMonitor"] if env == "prod" else [])]
 
 
 def test_render_pins_the_checkout_commit_by_default():
@@ -41,9 +43,19 @@ def test_render_pins_the_checkout_commit_by_default():
 
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_validate_accepts_both_environments(capsys, env):
-    code, out, _ = run(capsys, "validate", env, "--commit", COMMIT, "--crd-dir", str(CRD_DIR))
+    code, out, _ = run(capsys, "validate", env, "--commit", COMMIT, "--crd-dir", str(CRD_DIR),
+                       "--monitoring-crd-dir", str(MONITORING_CRD_DIR))
     assert code == 0
-    assert out.strip() == f"{env}: 9 objects valid (KubeRay CRDs from {CRD_DIR}, Kubernetes 1.32.0)"
+    objects = 10 if env == "prod" else 9  # prod's PodMonitor
+    assert out.strip() == f"{env}: {objects} objects valid (CRDs from {CRD_DIR} and {MONITORING_CRD_DIR}, Kubernetes 1.32.0)"
+
+
+def test_validate_names_the_missing_pod_monitor_crd(capsys, monkeypatch):
+    monkeypatch.delenv("PROMETHEUS_OPERATOR_CRD_DIR", raising=False)
+    code, _, err = run(capsys, "validate", "prod", "--commit", COMMIT, "--crd-dir", str(CRD_DIR))
+    assert code == 1
+    assert (f"PodMonitor/destinations-ray: {CRD_DIR}: no CRD for PodMonitor; install the Prometheus Operator, or set "
+            "monitoring.pod_monitor: false; to validate offline set PROMETHEUS_OPERATOR_CRD_DIR") in err
 
 
 def test_validate_lists_every_problem_and_exits_1(capsys, tmp_path):
@@ -77,10 +89,24 @@ def test_an_unknown_environment_exits_2(capsys):
 def test_validate_from_cluster_uses_the_installed_crds_with_a_fake_api_server(capsys, fake_api, tmp_path):
     code, out, _ = run(capsys, "validate", "prod", "--commit", COMMIT, "--from-cluster",
                        "--kubeconfig", str(fake_api.kubeconfig(tmp_path)))
-    assert code == 0 and "KubeRay CRDs from the cluster" in out
+    assert code == 0 and "CRDs from the cluster" in out
     assert {r.path for r in fake_api.requests} == {
-        f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{p}.ray.io"
-        for p in ("rayclusters", "rayservices", "rayjobs")}
+        f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{p}"
+        for p in ("rayclusters.ray.io", "rayservices.ray.io", "rayjobs.ray.io", "podmonitors.monitoring.coreos.com")}
+
+
+def test_validate_from_a_cluster_without_the_prometheus_operator_names_the_missing_crd(capsys, installed_crds,
+                                                                                       tmp_path):
+    """Dev renders no PodMonitor and passes; prod's PodMonitor is named with the fix."""
+    api = FakeKubeApi({name: crd for name, crd in installed_crds.items() if name.endswith(".ray.io")})
+    try:
+        kubeconfig = str(api.kubeconfig(tmp_path))
+        assert run(capsys, "validate", "dev", "--commit", COMMIT, "--from-cluster", "--kubeconfig", kubeconfig)[0] == 0
+        code, _, err = run(capsys, "validate", "prod", "--commit", COMMIT, "--from-cluster", "--kubeconfig", kubeconfig)
+    finally:
+        api.close()
+    assert code == 1
+    assert "PodMonitor/destinations-ray: the cluster: no CRD for PodMonitor; install the Prometheus Operator" in err
 
 
 def test_deploy_applies_everything_but_the_job_and_waits_with_a_fake_api_server(capsys, fake_api, tmp_path):

@@ -34,7 +34,8 @@ def _pod_specs(obj: dict) -> list[tuple[str, dict]]:
 
 def test_every_environment_renders_the_same_kinds_in_apply_order(env):
     kinds = [obj["kind"] for obj in manifests.render(env, COMMIT)]
-    assert kinds == ["Namespace", "ConfigMap", "NetworkPolicy", "RayService", *["RayJob"] * 4, "RayCluster"]
+    assert kinds == ["Namespace", "ConfigMap", "NetworkPolicy", "RayService", *["RayJob"] * 4, "RayCluster",
+                     *(["PodMonitor"] if env.monitoring.pod_monitor else [])]
     assert all(obj["metadata"].get("namespace", env.namespace) == env.namespace
                for obj in manifests.render(env, COMMIT))
 
@@ -218,14 +219,33 @@ def test_every_pod_is_restricted_and_every_cluster_uses_token_auth(env):
 
 
 def test_only_the_serve_port_is_reachable_from_other_namespaces(env):
+    """And Ray's metrics port from Prometheus' namespace, where a PodMonitor is rendered."""
     policy = _by_kind(manifests.render(env, COMMIT))["NetworkPolicy"]["spec"]
     assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/instance": env.name}}
-    same_namespace, operator, everyone = policy["ingress"]
+    same_namespace, operator, everyone, *monitoring = policy["ingress"]
+    assert monitoring == ([{"from": [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": env.monitoring.prometheus_namespace}}}],
+        "ports": [{"protocol": "TCP", "port": 8080}]}] if env.monitoring.pod_monitor else [])
     assert same_namespace == {"from": [{"podSelector": {}}]}
     assert operator["ports"] == [{"protocol": "TCP", "port": 8265}]
     assert operator["from"][0]["namespaceSelector"]["matchLabels"] == {
         "kubernetes.io/metadata.name": env.kuberay_operator_namespace}
     assert everyone == {"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": 8000}]}
+
+
+def test_prod_scrapes_the_named_metrics_port_of_every_ray_pod_and_dev_renders_no_pod_monitor():
+    prod, dev = environments.load("prod"), environments.load("dev")
+    assert "PodMonitor" not in _by_kind(manifests.render(dev, COMMIT))
+    objects = manifests.render(prod, COMMIT)
+    monitor = _by_kind(objects)["PodMonitor"]
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert monitor["spec"] == {"selector": {"matchLabels": {"app.kubernetes.io/instance": "destinations"}},
+                               "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}]}
+    clusters = [obj for obj in objects if obj["kind"] in ("RayService", "RayJob", "RayCluster")]
+    for obj in clusters:
+        for where, spec in _pod_specs(obj):
+            if where != "submitter":  # a RayJob's submitter pod runs no Ray node
+                assert {"containerPort": 8080, "name": "metrics"} in spec["containers"][0]["ports"], (obj, where)
 
 
 def test_no_secret_values_are_rendered(env):

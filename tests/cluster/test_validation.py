@@ -280,3 +280,31 @@ def test_problems_from_every_check_are_reported_with_the_object(schemas):
            "type 'integer'" in problems
     assert any(p.startswith("RayService/destinations: spec.rayClusterConfig.headGroupSpec.rayStartParams.num-gpus")
                for p in problems)
+
+
+POD_MONITOR_CASES = [
+    ("selects-no-pod", lambda o: o["spec"]["selector"]["matchLabels"].update({"app.kubernetes.io/instance": "other"}),
+     "spec.selector.matchLabels: selects no Ray pod of these manifests, got {'app.kubernetes.io/instance': 'other'}; "
+     "use the labels of the Ray pod templates"),
+    ("unnamed-port", lambda o: o["spec"]["podMetricsEndpoints"][0].update(port="prometheus"),
+     "spec.podMetricsEndpoints[0].port: 13 of the 13 selected pod templates name no port 'prometheus'; name the Ray "
+     "container's metrics port so"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), [c[1:] for c in POD_MONITOR_CASES],
+                         ids=[c[0] for c in POD_MONITOR_CASES])
+def test_pod_monitor_rule(change, message):
+    objects = manifests.render(PROD, COMMIT)
+    assert list(validation.rule_pod_monitor_targets(RENDERED["PodMonitor"], objects)) == []
+    assert list(validation.rule_pod_monitor_targets(changed("PodMonitor", change), objects)) == [message]
+
+
+def test_a_pod_monitor_is_admitted_against_its_crd(schemas):
+    objects = manifests.render(PROD, COMMIT)
+    objects[-1]["spec"]["podMetricsEndpoints"][0]["scheme"] = "gopher"
+    objects[-1]["spec"]["sampleLimit"] = "many"
+    problems = validate_manifests(objects, schemas, PROD.kubernetes_version)
+    assert [p for p in problems if p.startswith("PodMonitor/")] == [
+        "PodMonitor/destinations-ray: spec.podMetricsEndpoints[0].scheme: 'gopher' is not one of ['http', 'https']",
+        "PodMonitor/destinations-ray: spec.sampleLimit: 'many' is not of type 'integer'"]
