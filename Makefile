@@ -15,8 +15,17 @@ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER := 0
 export KUBERAY_CRD_DIR ?= $(abspath $(CURDIR)/../shared/kuberay/v1.7.0/crds)
 
 HDFS_HARNESS := tests/hdfs/target/classpath.txt
+# Prometheus and promtool for the monitoring tests, from Debian's package (the tests run their own Prometheus on a
+# free loopback port; the image's policy-rc.d keeps the package's service from starting).
+PROMTOOL := /usr/bin/promtool
+# The Prometheus Operator's PodMonitor CRD, to validate prod's PodMonitor offline: taken from the operator's Go module
+# (v0.85.0 is what the Go module proxy serves), cached under the user's cache dir by version.
+PROMETHEUS_OPERATOR_VERSION := v0.85.0
+export PROMETHEUS_OPERATOR_CRD_DIR ?= $(HOME)/.cache/travel-recsys/prometheus-operator-$(PROMETHEUS_OPERATOR_VERSION)
+PODMONITOR_CRD := $(PROMETHEUS_OPERATOR_CRD_DIR)/monitoring.coreos.com_podmonitors.yaml
+PROMETHEUS_OPERATOR_MODULE := github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION)
 
-.PHONY: install hdfs-harness bootstrap models run precompute test validate-cluster bench bench-reliability bench-training \
+.PHONY: install hdfs-harness prometheus crds bootstrap models run precompute test validate-cluster bench bench-reliability bench-training \
 	bench-precompute lock clean
 
 install: $(INSTALLED)
@@ -33,6 +42,22 @@ hdfs-harness: $(HDFS_HARNESS)
 
 $(HDFS_HARNESS): tests/hdfs/pom.xml $(wildcard tests/hdfs/src/main/java/recsys/hdfs/*.java)
 	mvn -q -B -f tests/hdfs/pom.xml compile
+
+prometheus: $(PROMTOOL)
+
+$(PROMTOOL):
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus)
+
+crds: $(PODMONITOR_CRD)
+
+$(PODMONITOR_CRD):
+	@mkdir -p $(@D)
+	curl -fsSL --retry 3 -o $(@D)/module.zip \
+		https://proxy.golang.org/$(subst @,/@v/,$(PROMETHEUS_OPERATOR_MODULE)).zip
+	$(PYTHON) -c 'import sys, zipfile; open(sys.argv[3], "wb").write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))' \
+		$(@D)/module.zip $(PROMETHEUS_OPERATOR_MODULE)/example/prometheus-operator-crd/$(@F) $@.part
+	mv $@.part $@ && rm $(@D)/module.zip
 
 # Synthetic trips and the searches of a quarter of their reservations (once) -> Ray Train with 2 workers -> a
 # published version of each model in the local model store.
@@ -58,22 +83,24 @@ precompute: install models
 	$(PY) -m batch.precompute --config configs/batch/destinations.yaml
 	$(PY) -m batch.precompute --config configs/batch/trips.yaml
 
-test: install $(HDFS_HARNESS)
+test: install $(HDFS_HARNESS) $(PROMTOOL) $(PODMONITOR_CRD)
 	$(PY) -m pytest
 
 # Render and validate the KubeRay manifests of every environment.
-validate-cluster: install
+validate-cluster: install $(PODMONITOR_CRD)
 	$(PY) -m cluster validate dev
 	$(PY) -m cluster validate prod
 
 # Serving against the in-process limit and peer servers (batch bodies as JSON and Arrow), and replica cold starts
 # (~15 minutes on 2 cores; the first run also installs the peers' virtualenvs under bench/.peers); then both models
-# and the trip answer (~4 minutes); then the Python client coalescing 10,000 calls (~1 minute); writes
-# bench/results/serving.*, composition.* and client.*
+# and the trip answer (~4 minutes); then the Python client coalescing 10,000 calls (~1 minute); then the
+# application metrics on and off (~6 minutes); writes bench/results/serving.*, composition.*, client.* and
+# metrics_overhead.*
 bench: install $(HDFS_HARNESS) models
 	$(PY) -m bench.serving
 	$(PY) -m bench.composition
 	$(PY) -m bench.client
+	$(PY) -m bench.metrics_overhead
 
 # The served model under bad input, overload (2x, 10x), a replica SIGKILL and a hot swap (~8 minutes on 2 cores);
 # writes bench/results/reliability.*
