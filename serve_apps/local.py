@@ -6,9 +6,9 @@ HAProxy mode is switched on by environment variables read when Ray starts (:mod:
 this launcher sets them, keeps HAProxy's files in a private directory (Ray's default is a fixed /tmp path shared by
 every Serve on the machine), prints a request to try for each application, and runs ``serve run`` in a process
 group of its own, on a Ray whose Prometheus metrics are on a fixed loopback port (``--metrics-port``, 8080: Ray
-picks a random one otherwise, and ``serve run`` cannot choose it). Ctrl-C and SIGTERM both reach it as SIGINT, on which it shuts Serve and Ray down; whatever is
-left in its group afterwards (HAProxy, which Serve respawns on reloads) is stopped too, so no listener outlives
-the launcher.
+picks a random one otherwise, and ``serve run`` cannot choose it). Ctrl-C and SIGTERM both reach it as SIGINT, on
+which it shuts Serve and Ray down; whatever is left in its group afterwards (HAProxy, which Serve respawns on
+reloads) is stopped too, so no listener outlives the launcher.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ class RecordRequests:
         if scope["type"] != "http" or metrics is None or not metrics.enabled:
             await self.app(scope, receive, send)
             return
+        metrics.start_reporting()  # an app without a model to load starts it here, with its first request
         started, code = time.perf_counter(), 500
 
         async def send_recorded(message: Message) -> None:

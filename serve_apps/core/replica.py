@@ -78,7 +78,6 @@ class ModelReplica(Generic[R]):
         self.api.state.metrics = self._metrics = ReplicaMetrics(options.metrics)
         self._recent = RecentRequests()
         self._shift: ResponseShift | None = None
-        self._gauges: asyncio.Task | None = None  # started with the first reconfigure, on the replica's loop
         self._slot: ModelSlot[R] = ModelSlot(options, type(self).open_runtime, self._metrics, vet=self._vet)
         # The lane's row limit follows the user_config (reconfigure), before any traffic.
         self._lane: InferenceLane[pa.RecordBatch, pa.RecordBatch] = InferenceLane(self._predict_callers, max_rows=1)
@@ -100,8 +99,7 @@ class ModelReplica(Generic[R]):
 
     async def reconfigure(self, user_config: dict) -> None:
         settings = ModelSettings.model_validate(user_config)
-        if self._gauges is None:
-            self._gauges = asyncio.create_task(self._metrics.keep_gauges())
+        self._metrics.start_reporting(lambda: self._lane.waiting_rows)
         await self._slot.apply(settings)
         self._lane.max_rows = settings.max_batch_size
         self._batch.set_max_batch_size(settings.max_batch_size)
@@ -154,12 +152,9 @@ class ModelReplica(Generic[R]):
     @serve.batch(max_batch_size=1024, batch_wait_timeout_s=0.001, batch_size_fn=_rows, max_concurrent_batches=128)
     async def _batch(self, chunks: list[pa.RecordBatch], deadlines: list[float | None]) \
             -> list[pa.RecordBatch | BaseException]:
-        self._metrics.lane_waiting(self._lane.waiting_rows)
         # One lane entry per caller: merged into one model call, but a failure stays with the caller it belongs to.
-        answers = await asyncio.gather(*(self._lane.run(chunk, limit) for chunk, limit in zip(chunks, deadlines)),
-                                       return_exceptions=True)
-        self._metrics.lane_waiting(self._lane.waiting_rows)  # so that an idle lane reports 0
-        return answers
+        return await asyncio.gather(*(self._lane.run(chunk, limit) for chunk, limit in zip(chunks, deadlines)),
+                                    return_exceptions=True)
 
     def _predict_callers(self, callers: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
         """One model call for the callers' rows, on the lane's thread, on one version even if a swap lands
@@ -185,17 +180,21 @@ class ModelReplica(Generic[R]):
 
     def _observe(self, model: LoadedModel[R], rows: pa.RecordBatch, answers: dict[str, pa.Array],
                  seconds: float) -> None:
-        """A model call's metrics, and its rows kept as recent requests."""
+        """A model call's metrics (its inspected rows' inputs and answers: :mod:`serve_apps.core.metrics`), and its
+        rows kept as recent requests."""
         self._recent.add(rows)
         if not self._metrics.enabled:
             return
         self._metrics.model_call(rows.num_rows, seconds)
-        self._metrics.features(self.unknown(model, rows))
-        (top1, answered), popular = first_values(answers["scores"]), self.popular(model)
-        leaders = None
-        if popular is not None:
-            leaders = np.isin(first_values(answers[self.answer_items])[0][answered], popular)
-        self._metrics.answers(model.version, top1[answered], sums(answers["scores"])[answered], leaders)
+        picked = self._metrics.sample(rows.num_rows)
+        if not len(picked):
+            return
+        picked = pa.array(picked)
+        scores, items = answers["scores"].take(picked), answers[self.answer_items].take(picked)
+        (top1, answered), popular = first_values(scores), self.popular(model)
+        leaders = None if popular is None else np.isin(first_values(items)[0][answered], popular)
+        self._metrics.inspected(model.version, self.unknown(model, rows.take(picked)), top1[answered],
+                                sums(scores)[answered], leaders)
 
     def _vet(self, serving: LoadedModel[R], loaded: LoadedModel[R]) -> None:
         """Before ``loaded`` takes over: both versions answer the recent requests; the shift between their answers
@@ -225,7 +224,6 @@ class ModelReplica(Generic[R]):
         return {name: pa.concat_arrays([part[name] for part in parts]) for name in parts[0]}
 
     async def __del__(self) -> None:
-        if self._gauges is not None:
-            self._gauges.cancel()
+        self._metrics.stop_reporting()
         await self._slot.close()
         self._lane.close()

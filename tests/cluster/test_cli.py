@@ -47,7 +47,8 @@ def test_validate_accepts_both_environments(capsys, env):
                        "--monitoring-crd-dir", str(MONITORING_CRD_DIR))
     assert code == 0
     objects = 10 if env == "prod" else 9  # prod's PodMonitor
-    assert out.strip() == f"{env}: {objects} objects valid (CRDs from {CRD_DIR} and {MONITORING_CRD_DIR}, Kubernetes 1.32.0)"
+    assert out.strip() == (f"{env}: {objects} objects valid (CRDs from {CRD_DIR} and {MONITORING_CRD_DIR}, "
+                           "Kubernetes 1.32.0)")
 
 
 def test_validate_names_the_missing_pod_monitor_crd(capsys, monkeypatch):

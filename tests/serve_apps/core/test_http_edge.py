@@ -130,6 +130,10 @@ class RecordingMetrics:
     def __init__(self) -> None:
         self.requests: list[tuple[str, int]] = []
         self.refusals: list[tuple[int, str]] = []
+        self.reporting = False
+
+    def start_reporting(self) -> None:
+        self.reporting = True
 
     def request(self, route: str, code: int, seconds: float) -> None:
         assert 0 <= seconds < 10
@@ -156,3 +160,4 @@ def test_every_answer_is_counted_by_route_and_every_refusal_by_reason():
     assert metrics.refusals == [(422, "invalid_body"), (400, "malformed_body"), (415, "unsupported_media_type"),
                                 (503, "model_not_ready"), (500, "model_call_failed"), (503, "overloaded"),
                                 (405, "method_not_allowed"), (404, "not_found")]
+    assert metrics.reporting
