@@ -208,8 +208,8 @@ class Client:
         self._thread = threading.Thread(target=self._loop.run_forever, name="recsys-client", daemon=True)
         self._thread.start()
         self._client: AsyncClient = self._run(_make(base_url, options))
-        self.destinations = _Sync(self, self._client.destinations)
-        self.accommodations = _Sync(self, self._client.accommodations)
+        self.destinations = _Sync(self._run, self._client.destinations)
+        self.accommodations = _Sync(self._run, self._client.accommodations)
 
     def trip(self, request: Mapping[str, Any]) -> dict:
         return self._run(self._client.trip(request))
@@ -232,14 +232,15 @@ class Client:
 
 
 class _Sync:
-    """An endpoint's async methods, called from any thread."""
+    """An endpoint's async methods, called from any thread: ``run`` runs each call's coroutine on the client's loop
+    and waits for it."""
 
-    def __init__(self, client: Client, endpoint: object) -> None:
-        self._client, self._endpoint = client, endpoint
+    def __init__(self, run: Callable[[Any], Any], endpoint: object) -> None:
+        self._run, self._endpoint = run, endpoint
 
     def __getattr__(self, name: str):
         method = getattr(self._endpoint, name)
-        return lambda *args, **kwargs: self._client._run(method(*args, **kwargs))
+        return lambda *args, **kwargs: self._run(method(*args, **kwargs))
 
 
 async def _make(base_url: str, options: ClientOptions | None) -> AsyncClient:

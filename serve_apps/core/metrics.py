@@ -9,7 +9,7 @@ Ray exports them on each node's metrics port (``ray_`` prefixed, counters ``_tot
 * the work: ``recsys_model_call_rows`` and ``recsys_model_call_seconds`` (histograms per model call),
   ``recsys_lane_waiting_rows`` (read every second);
 * the HTTP edge: ``recsys_request_seconds{route,code}`` (a histogram: its ``_count`` counts the answers) and
-  ``recsys_requests_refused{code,reason}`` (every 4xx and 503 by why);
+  ``recsys_requests_refused{code,reason}`` (every error answer by why);
 * the inspected rows (below): ``recsys_feature_rows{feature}`` and ``recsys_feature_unknown{feature}`` (rows whose
   value fell into the out-of-vocabulary slot); per version ``recsys_answer_top1_score`` and
   ``recsys_answer_score_mass`` (histograms of the answers' top-1 score and summed top-k scores), ``recsys_answers``
@@ -59,7 +59,7 @@ class ReplicaMetrics:
                           tags in (
             ("model_load_failures", "versions refused: not loadable, or answering too differently",
              ("version", "reason")),
-            ("requests_refused", "requests answered 4xx or 503, by reason", ("code", "reason")),
+            ("requests_refused", "requests answered with an error status, by reason", ("code", "reason")),
             ("feature_rows", "inspected rows, per input feature", ("feature",)),
             ("feature_unknown", "inspected rows whose feature value the model has no embedding for (out of "
                                 "vocabulary)", ("feature",)),
