@@ -24,8 +24,17 @@ PROMETHEUS_OPERATOR_VERSION := v0.85.0
 export PROMETHEUS_OPERATOR_CRD_DIR ?= $(HOME)/.cache/travel-recsys/prometheus-operator-$(PROMETHEUS_OPERATOR_VERSION)
 PODMONITOR_CRD := $(PROMETHEUS_OPERATOR_CRD_DIR)/monitoring.coreos.com_podmonitors.yaml
 PROMETHEUS_OPERATOR_MODULE := github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION)
+# The k8s lane's control plane (tests/k8s): Kubernetes, etcd, KWOK and the KubeRay operator built from the Go module
+# proxy (~8 minutes on 2 cores the first time, ~400 MB), cached under the user's cache dir keyed by their versions.
+# KubeRay's newest operator source the proxy serves is v1.6.2 (the CRDs stay v1.7.0: README, The k8s lane).
+export KUBERNETES_VERSION := v1.36.3
+export ETCD_VERSION := v3.6.8
+export KWOK_VERSION := v0.8.0
+export KUBERAY_OPERATOR_VERSION := v1.6.2
+export K8S_HARNESS_DIR ?= $(HOME)/.cache/travel-recsys/k8s-$(KUBERNETES_VERSION)-etcd-$(ETCD_VERSION)-kwok-$(KWOK_VERSION)-kuberay-$(KUBERAY_OPERATOR_VERSION)
+K8S_HARNESS := $(K8S_HARNESS_DIR)/bin/.complete
 
-.PHONY: install hdfs-harness prometheus crds bootstrap models run precompute test validate-cluster bench bench-reliability bench-training \
+.PHONY: install hdfs-harness k8s-harness prometheus crds bootstrap models run precompute test validate-cluster bench bench-reliability bench-training \
 	bench-precompute lock clean
 
 install: $(INSTALLED)
@@ -42,6 +51,11 @@ hdfs-harness: $(HDFS_HARNESS)
 
 $(HDFS_HARNESS): tests/hdfs/pom.xml $(wildcard tests/hdfs/src/main/java/recsys/hdfs/*.java)
 	mvn -q -B -f tests/hdfs/pom.xml compile
+
+k8s-harness: $(K8S_HARNESS)
+
+$(K8S_HARNESS): tests/k8s/build.sh
+	tests/k8s/build.sh $(K8S_HARNESS_DIR)
 
 prometheus: $(PROMTOOL)
 
@@ -83,7 +97,7 @@ precompute: install models
 	$(PY) -m batch.precompute --config configs/batch/destinations.yaml
 	$(PY) -m batch.precompute --config configs/batch/trips.yaml
 
-test: install $(HDFS_HARNESS) $(PROMTOOL) $(PODMONITOR_CRD)
+test: install $(HDFS_HARNESS) $(K8S_HARNESS) $(PROMTOOL) $(PODMONITOR_CRD)
 	$(PY) -m pytest
 
 # Render and validate the KubeRay manifests of every environment.

@@ -1,6 +1,7 @@
-"""python -m cluster {render,validate,deploy,status,submit-training,submit-precompute,delete} ENV
+"""python -m cluster {render,access,validate,deploy,status,submit-training,submit-precompute,delete} ENV
 
     render ENV             the environment's manifests as multi-document YAML on stdout
+    access ENV --user U    the RBAC objects (for a cluster admin to apply) that let U run the commands below
     validate ENV           check them (KubeRay CRDs from KUBERAY_CRD_DIR, or --from-cluster)
     deploy ENV             validate against the cluster's CRDs, then server-side apply (the RayJobs excepted)
     status ENV             RayService, interactive RayCluster and the latest RayJobs
@@ -16,7 +17,7 @@ import datetime as dt
 import subprocess
 import sys
 
-from cluster import environments, manifests
+from cluster import access, environments, manifests
 from cluster.client import KubeRayClient
 from cluster.crd_schema import CrdSchemas
 from cluster.errors import ClusterError, ManifestInvalid
@@ -55,9 +56,16 @@ def _render(env, args) -> int:
     return 0
 
 
+def _access(env, args) -> int:
+    if not args.user and not args.group:
+        raise ConfigError("access: name at least one --user or --group to grant")
+    print(manifests.to_yaml(access.deployer_access(env, args.user, args.group)), end="")
+    return 0
+
+
 def _validate(env, args) -> int:
     objects = manifests.render(env, _commit(args), _model_versions(args))
-    schemas = CrdSchemas.from_cluster(_client(args).api_client) if args.from_cluster else \
+    schemas = CrdSchemas.from_cluster(_client(args).api_client, objects) if args.from_cluster else \
         CrdSchemas.from_dir(args.crd_dir, args.monitoring_crd_dir)
     problems = validate_manifests(objects, schemas, env.kubernetes_version)
     if problems:
@@ -70,7 +78,7 @@ def _validate(env, args) -> int:
 def _deploy(env, args) -> int:
     kube = _client(args)
     objects = manifests.render(env, _commit(args), _model_versions(args))
-    problems = validate_manifests(objects, CrdSchemas.from_cluster(kube.api_client), env.kubernetes_version)
+    problems = validate_manifests(objects, CrdSchemas.from_cluster(kube.api_client, objects), env.kubernetes_version)
     if problems:
         raise ManifestInvalid(problems)
     generation = None
@@ -121,7 +129,7 @@ def _submit(env, args, option: str, only: str | None, jobs_of_env: dict, render,
         raise ClusterError(f"--{option} {unknown[0]}: not a {kind} job of {args.env}; known: {sorted(jobs_of_env)}")
     # The commit is in the job's labels and GIT_COMMIT; with it in the name too, names would pass KubeRay's limit.
     jobs = [render(env, key, commit, name=f"{env.name}-{verb}-{key}-{stamp}") for key in keys]
-    problems = validate_manifests(jobs, CrdSchemas.from_cluster(kube.api_client), env.kubernetes_version)
+    problems = validate_manifests(jobs, CrdSchemas.from_cluster(kube.api_client, jobs), env.kubernetes_version)
     if problems:
         raise ManifestInvalid(problems)
     for key, job in zip(keys, jobs):
@@ -140,16 +148,17 @@ def _submit(env, args, option: str, only: str | None, jobs_of_env: dict, render,
 
 def _delete(env, args) -> int:
     kube = _client(args)
+    def delete(kind, name: str) -> None:
+        outcome = kube.delete(kind, name, env.namespace)
+        print(f"deleted {kind.kind}/{name}" if outcome == "deleted" else f"{kind.kind}/{name}: {outcome}")
+
     if args.what in ("serving", "all"):
-        kube.delete(RAY_SERVICE, env.name, env.namespace)
-        print(f"deleted RayService/{env.name}")
+        delete(RAY_SERVICE, env.name)
     if args.what in ("interactive", "all"):
-        kube.delete(RAY_CLUSTER, f"{env.name}-interactive", env.namespace)
-        print(f"deleted RayCluster/{env.name}-interactive")
+        delete(RAY_CLUSTER, f"{env.name}-interactive")
     if args.what in ("jobs", "all"):
         for job in kube.list(RAY_JOB, env.namespace, label_selector=f"app.kubernetes.io/instance={env.name}"):
-            kube.delete(RAY_JOB, job["metadata"]["name"], env.namespace)
-            print(f"deleted RayJob/{job['metadata']['name']}")
+            delete(RAY_JOB, job["metadata"]["name"])
     return 0
 
 
@@ -188,6 +197,9 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     command("render", _render, "print the manifests", kube=False, commit=True, model=True)
+    grant = command("access", _access, "print the least-privilege RBAC objects of the CLI's users", kube=False)
+    grant.add_argument("--user", action="append", default=[], help="user to grant (repeat for more)")
+    grant.add_argument("--group", action="append", default=[], help="group to grant (repeat for more)")
     validate = command("validate", _validate, "validate the manifests", commit=True, model=True)
     source = validate.add_mutually_exclusive_group()
     source.add_argument("--crd-dir", help="KubeRay CRDs directory (default: $KUBERAY_CRD_DIR)")

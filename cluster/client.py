@@ -2,7 +2,7 @@
 
 KubeRay resources go through ``CustomObjectsApi`` (group ``ray.io``, version ``v1``); the few built-in kinds the
 manifests hold go through their typed APIs. Writes are server-side apply (``application/apply-patch+yaml`` with a
-field manager), so ``deploy`` is idempotent; it forces ownership of the fields it sets (``force: true``), as a
+field manager and strict field validation), so ``deploy`` is idempotent; it forces ownership of the fields it sets (``force: true``), as a
 deploy tool that is the source of truth for them should, taking them over from any other manager.
 Every API failure surfaces as one :class:`~cluster.errors.KubeApiError` line carrying the server's message.
 """
@@ -13,7 +13,7 @@ import base64
 import secrets
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from kubernetes import client, config, watch
 
@@ -24,6 +24,7 @@ from cluster.status import RayClusterStatus, RayJobStatus, RayServiceStatus
 APPLY = "application/apply-patch+yaml"
 FIELD_MANAGER = "travel-recsys"
 T = TypeVar("T")
+Deletion = Literal["deleted", "already being deleted", "not there"]
 STATUS_TYPES = {"RayService": RayServiceStatus, "RayJob": RayJobStatus, "RayCluster": RayClusterStatus}
 
 
@@ -56,7 +57,9 @@ class KubeRayClient:
     def apply(self, obj: dict) -> dict:
         """Server-side apply of one object (KubeRay resource, PodMonitor, Namespace, ConfigMap or NetworkPolicy)."""
         name, namespace = obj["metadata"]["name"], obj["metadata"].get("namespace")
-        common = {"body": obj, "field_manager": self._field_manager, "force": True, "_content_type": APPLY}
+        # Strict: a field the server would drop (a typo, a field of a newer CRD) fails the apply instead.
+        common = {"body": obj, "field_manager": self._field_manager, "force": True, "field_validation": "Strict",
+                  "_content_type": APPLY}
         kind = CUSTOM_KINDS.get(obj["kind"])
         action = f"apply {obj['kind']}/{name}"
         if kind is not None:
@@ -89,9 +92,21 @@ class KubeRayClient:
         self._call(f"create Secret/{name}", self._core.create_namespaced_secret, namespace, body)
         return True
 
-    def delete(self, kind: Kind, name: str, namespace: str) -> None:
-        self._call(f"delete {kind.kind}/{name}", self._custom.delete_namespaced_custom_object, kind.group,
-                   kind.version, namespace, kind.plural, name, propagation_policy="Foreground")
+    def delete(self, kind: Kind, name: str, namespace: str) -> Deletion:
+        """Delete one resource and, in the foreground, what the operator made of it. Deleting what is gone or going
+        is not an error: the answer says which (a foreground deletion keeps the object until its pods are gone)."""
+        try:
+            current = self._custom.get_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural,
+                                                                name)
+            if current.get("metadata", {}).get("deletionTimestamp"):
+                return "already being deleted"
+            self._custom.delete_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural, name,
+                                                         propagation_policy="Foreground")
+        except client.ApiException as err:
+            if err.status == 404:
+                return "not there"
+            raise KubeApiError.from_api_exception(err, f"delete {kind.kind}/{name}") from err
+        return "deleted"
 
     # -- reads ---------------------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import jsonschema
 import yaml
 
 from cluster.errors import ClusterError
-from cluster.resources import CUSTOM_KINDS, KINDS, POD_MONITOR
+from cluster.resources import CUSTOM_KINDS, KINDS, POD_MONITOR, custom_kind
 
 CRD_DIR_VARIABLE = "KUBERAY_CRD_DIR"
 MONITORING_CRD_DIR_VARIABLE = "PROMETHEUS_OPERATOR_CRD_DIR"
@@ -64,15 +64,17 @@ class CrdSchemas:
         return cls(crds, " and ".join(sources))
 
     @classmethod
-    def from_cluster(cls, api_client) -> CrdSchemas:
-        """The CRDs installed in the cluster ``api_client`` talks to (what the API server will actually apply)."""
+    def from_cluster(cls, api_client, objects: list[dict]) -> CrdSchemas:
+        """KubeRay's CRDs and those of the other custom kinds among ``objects`` (a PodMonitor), as installed in the
+        cluster ``api_client`` talks to (what the API server will actually apply). No other CRD is read: the CLI's
+        user may read no other (cluster.access)."""
         from kubernetes import client
 
         from cluster.errors import KubeApiError
 
         api = client.ApiextensionsV1Api(api_client)
         crds = []
-        for kind in CUSTOM_KINDS.values():
+        for kind in [*KINDS.values(), *{custom_kind(obj) for obj in objects} - {None} - set(KINDS.values())]:
             name = f"{kind.plural}.{kind.group}"
             try:
                 crds.append(api_client.sanitize_for_serialization(api.read_custom_resource_definition(name)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 import pydantic
 import yaml
@@ -65,6 +66,11 @@ class Serving(_Strict):
     workers: list[WorkerGroup]
 
 
+# How the operator hands a RayJob's entrypoint to its cluster: K8sJobMode from a submitter pod (a Kubernetes Job,
+# with its own retries and logs), HTTPMode from the operator itself through the head's dashboard (no extra pod).
+SubmissionMode = Literal["K8sJobMode", "HTTPMode"]
+
+
 class TrainingJob(_Strict):
     config: Path = Field(description="training config file, relative to the repository")
     data_uri: str
@@ -82,6 +88,7 @@ class Training(_Strict):
     active_deadline_seconds: int = Field(ge=1)
     ttl_seconds_after_finished: int = Field(ge=0)
     backoff_limit: int = Field(0, ge=0)
+    submission_mode: SubmissionMode = "K8sJobMode"
 
 
 class PrecomputeJob(_Strict):
@@ -99,6 +106,7 @@ class Batch(_Strict):
     active_deadline_seconds: int = Field(ge=1)
     ttl_seconds_after_finished: int = Field(ge=0)
     backoff_limit: int = Field(0, ge=0)
+    submission_mode: SubmissionMode = "K8sJobMode"
 
 
 class Interactive(_Strict):

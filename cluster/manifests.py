@@ -172,9 +172,6 @@ def _ray_job(env: Environment, name: str, component: str, what: dict[str, str], 
     """A RayJob running ``entrypoint`` in a cluster of its own with the code of ``commit``, gone when it ends."""
     runtime_env = {"working_dir": env.training.code_archive.format(commit=commit),
                    "env_vars": {**env_vars, "GIT_COMMIT": commit}}
-    submitter = {"name": "ray-job-submitter", "image": env.image,
-                 "resources": _resources(Pods(cpu="500m", memory="512Mi")),
-                 "env": _ray_auth_env(env), "securityContext": _container_security()}
     spec = {
         "entrypoint": entrypoint,
         "runtimeEnvYAML": yaml.safe_dump(runtime_env, sort_keys=False),
@@ -182,12 +179,17 @@ def _ray_job(env: Environment, name: str, component: str, what: dict[str, str], 
         "ttlSecondsAfterFinished": shape.ttl_seconds_after_finished,
         "activeDeadlineSeconds": shape.active_deadline_seconds,
         "backoffLimit": shape.backoff_limit,
-        "submissionMode": "K8sJobMode",
-        "submitterPodTemplate": {"metadata": {"labels": _labels(env, f"{component}-submitter")},
-                                 "spec": {"restartPolicy": "Never", "containers": [submitter],
-                                          "securityContext": _pod_security(), "automountServiceAccountToken": False}},
+        "submissionMode": shape.submission_mode,
         "rayClusterSpec": _ray_cluster_spec(env, shape.head, [shape.workers], component),
     }
+    if shape.submission_mode == "K8sJobMode":
+        submitter = {"name": "ray-job-submitter", "image": env.image,
+                     "resources": _resources(Pods(cpu="500m", memory="512Mi")),
+                     "env": _ray_auth_env(env), "securityContext": _container_security()}
+        spec["submitterPodTemplate"] = {
+            "metadata": {"labels": _labels(env, f"{component}-submitter")},
+            "spec": {"restartPolicy": "Never", "containers": [submitter], "securityContext": _pod_security(),
+                     "automountServiceAccountToken": False}}
     labels = {**_labels(env, component), **{f"recsys.travel.example/{key}": value for key, value in what.items()},
               "recsys.travel.example/commit": commit}
     return {"apiVersion": RAY_JOB.api_version, "kind": RAY_JOB.kind,

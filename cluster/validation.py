@@ -402,6 +402,8 @@ def rule_runtime_env(obj: dict) -> Iterator[str]:
 
 
 def rule_submitter_security(obj: dict) -> Iterator[str]:
+    if obj["spec"].get("submissionMode", "K8sJobMode") != "K8sJobMode":
+        return  # no submitter pod: the operator submits through the dashboard
     template = obj["spec"].get("submitterPodTemplate")
     if template is None:
         yield ("spec.submitterPodTemplate: must be set so the submitter pod passes the restricted Pod Security "

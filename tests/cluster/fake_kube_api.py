@@ -1,4 +1,5 @@
-"""A fake Kubernetes API server for the client and CLI tests: there is no API server on these machines.
+"""A fake Kubernetes API server, for what a real one cannot be made to do on demand (tests/k8s runs a real one):
+scripted statuses and watch events, injected failures, a cluster without some CRD.
 
 It speaks real HTTP on loopback, so the official ``kubernetes`` client's request building, content types, JSON
 decoding, watch streaming and error handling all run for real. It keeps objects in memory, answers the endpoints

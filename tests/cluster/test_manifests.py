@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from cluster import environments, manifests
+from cluster.validation import validate_manifests
 from recsys.errors import ConfigError
 from tests.cluster.conftest import COMMIT
 from tests.support import ROOT
@@ -153,6 +154,17 @@ def test_each_model_has_a_training_job_running_pinned_code_with_its_training_con
         assert spec["ttlSecondsAfterFinished"] == env.training.ttl_seconds_after_finished
         assert spec["activeDeadlineSeconds"] == env.training.active_deadline_seconds
         assert job["metadata"]["name"] == f"{env.name}-train-{model}-{COMMIT[:7]}"
+
+
+def test_jobs_submitted_over_http_have_no_submitter_pod_and_still_validate(schemas):
+    env = environments.load("dev")
+    env = env.model_copy(update={"training": env.training.model_copy(update={"submission_mode": "HTTPMode"}),
+                                 "batch": env.batch.model_copy(update={"submission_mode": "HTTPMode"})})
+    jobs = [o for o in manifests.render(env, COMMIT) if o["kind"] == "RayJob"]
+    assert len(jobs) == 4
+    assert all(j["spec"]["submissionMode"] == "HTTPMode" and "submitterPodTemplate" not in j["spec"] for j in jobs)
+    assert validate_manifests(jobs, schemas, env.kubernetes_version) == []
+    assert all(_jobs(environments.load("dev"))[m]["spec"]["submissionMode"] == "K8sJobMode" for m in env.training.jobs)
 
 
 @pytest.mark.parametrize("model", ["destinations", "accommodations"])
