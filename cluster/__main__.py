@@ -148,6 +148,7 @@ def _submit(env, args, option: str, only: str | None, jobs_of_env: dict, render,
 
 def _delete(env, args) -> int:
     kube = _client(args)
+
     def delete(kind, name: str) -> None:
         outcome = kube.delete(kind, name, env.namespace)
         print(f"deleted {kind.kind}/{name}" if outcome == "deleted" else f"{kind.kind}/{name}: {outcome}")

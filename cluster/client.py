@@ -2,8 +2,9 @@
 
 KubeRay resources go through ``CustomObjectsApi`` (group ``ray.io``, version ``v1``); the few built-in kinds the
 manifests hold go through their typed APIs. Writes are server-side apply (``application/apply-patch+yaml`` with a
-field manager and strict field validation), so ``deploy`` is idempotent; it forces ownership of the fields it sets (``force: true``), as a
-deploy tool that is the source of truth for them should, taking them over from any other manager.
+field manager and strict field validation), so ``deploy`` is idempotent; it forces ownership of the fields it sets
+(``force: true``), as a deploy tool that is the source of truth for them should, taking them over from any other
+manager.
 Every API failure surfaces as one :class:`~cluster.errors.KubeApiError` line carrying the server's message.
 """
 

@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client
 
 from cluster import environments, manifests
-from cluster.client import FIELD_MANAGER, KubeRayClient
+from cluster.client import APPLY, FIELD_MANAGER, KubeRayClient
 from cluster.errors import KubeApiError
 from cluster.resources import RAY_CLUSTER, RAY_SERVICE
 from tests.cluster.conftest import COMMIT
@@ -82,7 +82,8 @@ def test_the_operators_pods_are_admitted_under_restricted_pss_and_run_on_kwok_no
         by_type = kube.plane.wait(running, f"{name}'s Ray pods Running", timeout=180)
         for pod in by_type["head"] + by_type["worker"]:
             assert pod.spec.security_context.run_as_non_root and pod.spec.security_context.seccomp_profile
-        gpu_workers = [p for p in by_type["worker"] if "nvidia.com/gpu" in (p.spec.containers[0].resources.limits or {})]
+        gpu_workers = [p for p in by_type["worker"]
+                       if "nvidia.com/gpu" in (p.spec.containers[0].resources.limits or {})]
         if name == "prod":
             assert gpu_workers and all(p.spec.node_name == "kwok-gpu-0" for p in gpu_workers)
         else:
@@ -158,11 +159,11 @@ def test_the_server_owns_fields_by_manager_and_deploy_takes_its_fields_back(kube
             "spec": {"upgradeStrategy": {"type": "NewCluster"}}}
     with pytest.raises(client.ApiException) as conflict:
         custom.patch_namespaced_custom_object("ray.io", "v1", env.namespace, "rayservices", env.name, edit,
-                                              field_manager="someone-by-hand", _content_type="application/apply-patch+yaml")
+                                              field_manager="someone-by-hand", _content_type=APPLY)
     assert conflict.value.status == 409 and f'conflict with "{FIELD_MANAGER}"' in message(conflict.value)
     custom.patch_namespaced_custom_object("ray.io", "v1", env.namespace, "rayservices", env.name, edit,
                                           field_manager="someone-by-hand", force=True,
-                                          _content_type="application/apply-patch+yaml")
+                                          _content_type=APPLY)
     run = kube.cli("deploy", "dev", "--commit", COMMIT)
     assert run.returncode == 0, run.stderr
     obj = custom.get_namespaced_custom_object("ray.io", "v1", env.namespace, "rayservices", env.name)

@@ -103,15 +103,17 @@ def test_the_rayservice_becomes_ready_through_the_operator_and_answers(lane):
 
     status = lane.kube.cli("status", str(lane.env_file))
     assert status.returncode == 0, status.stderr
-    assert status.stdout.splitlines()[0].startswith(f"RayService/{lane.env.name}: Ready; destinations RUNNING")
+    assert status.stdout.splitlines()[0].startswith(f"RayService/{lane.env.name}: Ready; accommodations RUNNING")
 
 
 def test_a_new_model_version_reaches_the_replica_through_the_operator(lane):
     deployed = lane.kube.cli("deploy", str(lane.env_file), "--commit", lane.commit,
                              "--model-version", f"destinations={SECOND_VERSION}", "--wait", "600")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    model = lane.serve("GET", "/destinations/model").json()
-    assert model["version"] == SECOND_VERSION
+    # The operator has PUT the new serveConfigV2 (the applications stay RUNNING); the replica loads, warms up and
+    # vets the new version on its own before it swaps.
+    lane.kube.plane.wait(lambda: lane.serve("GET", "/destinations/model").json()["version"] == SECOND_VERSION,
+                         f"the replica to serve {SECOND_VERSION}", timeout=300)
     answer = lane.serve("POST", "/destinations/recommend", json={**VISITOR, "k": 2})
     assert answer.status_code == 200 and answer.json()["model_version"] == SECOND_VERSION
 
