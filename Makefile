@@ -25,7 +25,7 @@ export PROMETHEUS_OPERATOR_CRD_DIR ?= $(HOME)/.cache/travel-recsys/prometheus-op
 PODMONITOR_CRD := $(PROMETHEUS_OPERATOR_CRD_DIR)/monitoring.coreos.com_podmonitors.yaml
 PROMETHEUS_OPERATOR_MODULE := github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION)
 # The k8s lane's control plane (tests/k8s): Kubernetes, etcd, KWOK and the KubeRay operator built from the Go module
-# proxy (~7 minutes on 2 cores the first time, ~400 MB), cached under the user's cache dir keyed by their versions.
+# proxy (~7 minutes on 2 cores the first time, ~560 MB), cached under the user's cache dir keyed by their versions.
 # KubeRay's newest operator source the proxy serves is v1.6.2 (the CRDs stay v1.7.0: README, The k8s lane).
 export KUBERNETES_VERSION := v1.36.3
 export ETCD_VERSION := v3.6.8

@@ -63,7 +63,7 @@ class ControlPlane:
             self._start_api_server()
             self.admin_kubeconfig = self.kubeconfig(ADMIN, groups=("system:masters",))
             self.admin = self.api_client(self.admin_kubeconfig)
-            self._wait(lambda: client.VersionApi(self.admin).get_code(), "the API server", 60)
+            self.wait(lambda: client.VersionApi(self.admin).get_code(), "the API server", 60)
             # CRDs first: a controller manager that starts before them lags ~30 s in garbage-collecting their pods.
             self.install(crd_files)
             inside = self.kubeconfig(ADMIN, groups=("system:masters",), server=f"https://127.0.0.1:{API_PORT}",
@@ -112,7 +112,7 @@ class ControlPlane:
             extensions.create_custom_resource_definition(crd)
             names.append(crd["metadata"]["name"])
         for name in names:
-            self._wait(lambda name=name: any(
+            self.wait(lambda name=name: any(
                 c.type == "Established" and c.status == "True"
                 for c in extensions.read_custom_resource_definition(name).status.conditions or []) or None,
                 f"CRD {name}", 60)
@@ -149,6 +149,7 @@ class ControlPlane:
                               env=env, cwd=cwd, timeout=timeout)
 
     def stop(self, process: subprocess.Popen, timeout: float = 30) -> None:
+        self._processes = [(name, p) for name, p in self._processes if p is not process]
         if process.poll() is None:
             try:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -167,7 +168,6 @@ class ControlPlane:
     def close(self) -> None:
         for _, process in reversed(self._processes):
             self.stop(process)
-        self._processes.clear()
         subprocess.run(["ip", "link", "del", self._host_link], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
 
@@ -233,7 +233,8 @@ class ControlPlane:
             raise RuntimeError(f"{name} exited at start ({process.returncode}): "
                                f"{(self.logs / f'{name}.log').read_text()[-2000:]}")
 
-    def _wait(self, probe, what: str, timeout: float):
+    def wait(self, probe, what: str, timeout: float = 120):
+        """Poll ``probe`` until it returns something true; fail at once if a process of the control plane exits."""
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -249,7 +250,3 @@ class ControlPlane:
                 last = err
             time.sleep(0.5)
         raise TimeoutError(f"{what} not ready in {timeout:.0f} s: {last}")
-
-    def wait(self, probe, what: str, timeout: float = 120):
-        """Poll ``probe`` until it returns something true (or a process of the control plane exits)."""
-        return self._wait(probe, what, timeout)
