@@ -142,13 +142,8 @@ class ControlPlane:
         self._processes.append((name, process))
         return process
 
-    def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 120,
-            cwd: Path | None = None) -> subprocess.CompletedProcess:
-        """Run ``argv`` inside the namespace to completion."""
-        return subprocess.run(["ip", "netns", "exec", self.netns, *argv], capture_output=True, text=True,
-                              env=env, cwd=cwd, timeout=timeout)
-
     def stop(self, process: subprocess.Popen, timeout: float = 30) -> None:
+        """Stop a process :meth:`spawn` started, and its whole process group."""
         self._processes = [(name, p) for name, p in self._processes if p is not process]
         if process.poll() is None:
             try:
