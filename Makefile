@@ -31,7 +31,9 @@ export KUBERNETES_VERSION := v1.36.3
 export ETCD_VERSION := v3.6.8
 export KWOK_VERSION := v0.8.0
 export KUBERAY_OPERATOR_VERSION := v1.6.2
-export K8S_HARNESS_DIR ?= $(HOME)/.cache/travel-recsys/k8s-$(KUBERNETES_VERSION)-etcd-$(ETCD_VERSION)-kwok-$(KWOK_VERSION)-kuberay-$(KUBERAY_OPERATOR_VERSION)
+# Keyed by the build script too: a changed script builds into a new directory instead of trusting the old one.
+K8S_BUILD := $(shell sha256sum tests/k8s/build.sh | cut -c1-8)
+export K8S_HARNESS_DIR ?= $(HOME)/.cache/travel-recsys/k8s-$(KUBERNETES_VERSION)-etcd-$(ETCD_VERSION)-kwok-$(KWOK_VERSION)-kuberay-$(KUBERAY_OPERATOR_VERSION)-$(K8S_BUILD)
 K8S_HARNESS := $(K8S_HARNESS_DIR)/bin/.complete
 
 .PHONY: install hdfs-harness k8s-harness prometheus crds bootstrap models run precompute test validate-cluster bench bench-reliability bench-training \
@@ -54,7 +56,7 @@ $(HDFS_HARNESS): tests/hdfs/pom.xml $(wildcard tests/hdfs/src/main/java/recsys/h
 
 k8s-harness: $(K8S_HARNESS)
 
-$(K8S_HARNESS): tests/k8s/build.sh
+$(K8S_HARNESS):
 	tests/k8s/build.sh $(K8S_HARNESS_DIR)
 
 prometheus: $(PROMTOOL)

@@ -41,7 +41,7 @@ from recsys.artifact_store import ModelStore, PredictionStore
 from recsys.errors import DataError, RecsysError
 from recsys.manifest import PredictionInput, PredictionManifest
 from recsys.provenance import git_commit
-from recsys.ray_runtime import driver_runtime_env
+from recsys.ray_runtime import start_driver
 from recsys.tables import DataFiles, find_parquet_files
 from recsys.trips import check_trip_schema
 
@@ -146,12 +146,7 @@ def scored(config: PrecomputeConfig, files: DataFiles, versions: dict[str, str])
 def start_ray(config: PrecomputeConfig, address: str | None) -> None:
     """Join ``address`` if given, else start a private local Ray with room for the actor pool and the tasks that
     read and write beside it."""
-    if address:
-        ray.init(address=address, runtime_env=driver_runtime_env(_WORKER_ENV))
-        return
-    needed = config.scoring.concurrency * config.scoring.num_cpus + 1
-    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, math.ceil(needed)),
-             runtime_env=driver_runtime_env(_WORKER_ENV))
+    start_driver(address, config.scoring.concurrency * config.scoring.num_cpus + 1, _WORKER_ENV)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ class CrdSchemas:
 
         api = client.ApiextensionsV1Api(api_client)
         crds = []
-        for kind in [*KINDS.values(), *{custom_kind(obj) for obj in objects} - {None} - set(KINDS.values())]:
+        for kind in dict.fromkeys([*KINDS.values(), *filter(None, map(custom_kind, objects))]):
             name = f"{kind.plural}.{kind.group}"
             try:
                 crds.append(api_client.sanitize_for_serialization(api.read_custom_resource_definition(name)))

@@ -38,7 +38,7 @@ from recsys.artifact_store import ModelStore
 from recsys.errors import RecsysError
 from recsys.manifest import SAVED_MODEL_DIR, Manifest
 from recsys.provenance import git_commit
-from recsys.ray_runtime import driver_runtime_env
+from recsys.ray_runtime import start_driver
 from training.config import JobConfig, load_config
 from recsys.tables import DataFiles, find_parquet_files
 from training.data import TrainingData
@@ -156,15 +156,9 @@ def make_trainer(task: Task, config: JobConfig, data: TrainingData, state, run_n
 
 
 def start_ray(config: JobConfig, address: str | None) -> None:
-    """Join ``address`` if given, else start a private local Ray sized for ``config``."""
-    if address:
-        ray.init(address=address, runtime_env=driver_runtime_env(_WORKER_ENV))
-        return
-    # A private local instance ("local" never attaches to someone else's Ray on this machine), with enough
-    # logical CPUs for every worker plus the data tasks that run beside them.
-    needed = config.num_workers * config.cpus_per_worker + 1
-    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(np.ceil(needed))),
-             runtime_env=driver_runtime_env(_WORKER_ENV))
+    """Join ``address`` if given, else start a private local Ray with enough logical CPUs for every worker plus the
+    data tasks that run beside them."""
+    start_driver(address, config.num_workers * config.cpus_per_worker + 1, _WORKER_ENV)
 
 
 def _frameworks() -> dict[str, str]:

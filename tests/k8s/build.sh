@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the control plane of the k8s test lane from the Go module proxy into $1 (a cache dir keyed by the versions):
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK and the KubeRay operator. Idempotent: a
-# finished build leaves $1/bin/.complete, and nothing is rebuilt once it exists.
+# Builds the control plane of the k8s test lane from the Go module proxy into $1 (a cache dir the Makefile keys by
+# the versions and this script): etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK and the KubeRay
+# operator. Idempotent: a finished build leaves $1/bin/.complete, and nothing is rebuilt once it exists.
 set -euo pipefail
 
 out=$1

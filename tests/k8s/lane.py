@@ -52,7 +52,7 @@ def start_archive_server(plane: ControlPlane, directory: Path) -> subprocess.Pop
 def start_ray_head(plane: ControlPlane, temp_dir: Path, auth_token: str, num_cpus: int = 4) -> subprocess.Popen:
     """``ray start --head`` inside the namespace: dashboard (8265) and, once Serve runs, the Serve proxy (8000) on
     every address of it, so on every pod IP; token auth with the RayService's Secret, as the operator calls it."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("RAY_", "K8S_"))}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=auth_token, TF_USE_LEGACY_KERAS="1",
                PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
                # The training job's code archive comes from the lane's archive server.
