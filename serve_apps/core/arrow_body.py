@@ -21,15 +21,17 @@ A broken rule is :class:`~serve_apps.core.errors.InvalidBody` (422) naming the c
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import flatbuffers
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
-from serve_apps.core.errors import InvalidBody, MalformedBody
+from serve_apps.core.errors import BodyTooLarge, InvalidBody, MalformedBody
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 VERSION_METADATA = b"model_version"
@@ -113,13 +115,72 @@ class RequestColumns:
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
 
 
-def read_stream(body: bytes) -> pa.Table:
-    """The rows of an Arrow IPC stream; :class:`MalformedBody` for bytes that are not one."""
+def read_stream(body: bytes, max_bytes: int) -> pa.Table:
+    """The rows of an Arrow IPC stream; :class:`MalformedBody` for bytes that are not one, :class:`BodyTooLarge`
+    for one whose buffers would decode to more than ``max_bytes`` (a compressed stream is checked before anything
+    is decompressed: an 8 MiB body of zeros could otherwise inflate to gigabytes in the replica)."""
     try:
+        decoded = sum(_decoded_bytes(message) for message in pa.ipc.MessageReader.open_stream(body))
+        if decoded > max_bytes:
+            raise BodyTooLarge(f"the Arrow stream's buffers decode to {decoded} bytes; at most {max_bytes} are "
+                               "accepted")
         with pa.ipc.open_stream(body) as reader:
             return reader.read_all()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, struct.error, IndexError) as err:
         raise MalformedBody(f"body is not an Arrow IPC stream: {err}") from None
+
+
+def _decoded_bytes(message: pa.ipc.Message) -> int:
+    """The bytes a record or dictionary batch message's buffers take once read, from its flatbuffer header (Arrow's
+    ``Message.fbs``) and, for compressed buffers, the uncompressed length each one starts with; 0 for a schema."""
+    header = _header(message)
+    if header is None:
+        return 0
+    vector = header.Offset(_RECORD_BATCH_BUFFERS)
+    if not vector:
+        return 0
+    start, count = header.Vector(vector), header.VectorLen(vector)
+    if start + 16 * count > len(header.Bytes):
+        raise pa.ArrowInvalid(f"a header of {len(header.Bytes)} bytes declares {count} buffers")
+    compressed, body, total = header.Offset(_RECORD_BATCH_COMPRESSION) != 0, message.body, 0
+    for i in range(count):
+        offset, length = struct.unpack_from("<qq", header.Bytes, start + 16 * i)
+        if offset < 0 or length < 0 or offset + length > body.size:
+            raise pa.ArrowInvalid(f"buffer {i} lies outside the message body")
+        if not compressed or length == 0:
+            total += length
+            continue
+        (uncompressed,) = struct.unpack_from("<q", body, offset)  # -1: this buffer was left uncompressed
+        if uncompressed < -1:
+            raise pa.ArrowInvalid(f"buffer {i} declares {uncompressed} bytes")
+        total += length - 8 if uncompressed == -1 else uncompressed
+    return total
+
+
+# Arrow's Message.fbs: vtable slots (4 + 2 x field index) and the MessageHeader union's tags.
+_MESSAGE_HEADER_TYPE, _MESSAGE_HEADER = 6, 8
+_DICTIONARY_BATCH, _RECORD_BATCH = 2, 3
+_DICTIONARY_BATCH_DATA = 6
+_RECORD_BATCH_BUFFERS, _RECORD_BATCH_COMPRESSION = 8, 10
+
+
+def _header(message: pa.ipc.Message) -> flatbuffers.table.Table | None:
+    """The record batch table of a record batch or dictionary batch message; None for any other message."""
+    data = message.metadata.to_pybytes()
+    root = flatbuffers.table.Table(data, flatbuffers.encode.Get(flatbuffers.packer.uoffset, data, 0))
+    kind_at = root.Offset(_MESSAGE_HEADER_TYPE)
+    kind = root.Get(flatbuffers.number_types.Uint8Flags, root.Pos + kind_at) if kind_at else 0
+    if kind not in (_RECORD_BATCH, _DICTIONARY_BATCH):
+        return None
+    header = _table_at(root, _MESSAGE_HEADER)
+    return _table_at(header, _DICTIONARY_BATCH_DATA) if kind == _DICTIONARY_BATCH else header
+
+
+def _table_at(table: flatbuffers.table.Table, slot: int) -> flatbuffers.table.Table:
+    at = table.Offset(slot)
+    if not at:
+        raise pa.ArrowInvalid("a batch message without its header")
+    return flatbuffers.table.Table(table.Bytes, table.Indirect(table.Pos + at))
 
 
 def write_stream(batch: pa.RecordBatch) -> bytes:

@@ -64,7 +64,7 @@ class ModelApi:
         field of the request type."""
         body = await request.body()
         if media_type(request) == ARROW_STREAM:
-            return self.columns.from_arrow(read_stream(body))
+            return self.columns.from_arrow(read_stream(body, MAX_BODY_BYTES))
         try:
             data = json.loads(body)
         except ValueError:

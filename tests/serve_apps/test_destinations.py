@@ -62,9 +62,9 @@ def test_the_batch_endpoint_answers_in_order_across_batches(serve_cluster, servi
     assert [len(r["cities"]) for r in results] == [body["k"] for body in requests]
 
 
-def arrow_stream(table: pa.Table) -> bytes:
+def arrow_stream(table: pa.Table, compression: str | None = None) -> bytes:
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    with pa.ipc.new_stream(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression=compression)) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
 
@@ -96,6 +96,23 @@ def test_arrow_bodies_get_the_json_answers(serve_cluster, serving_store):
     as_json = httpx.post(f"{serve_cluster.url}/recommend/batch", content=body, timeout=60,
                          headers={"content-type": ARROW})
     assert as_json.status_code == 200 and as_json.json() == expected.json()
+
+    compressed = httpx.post(f"{serve_cluster.url}/recommend/batch", content=arrow_stream(table, "zstd"),
+                            timeout=60, headers={"content-type": ARROW})
+    assert compressed.status_code == 200 and compressed.json() == expected.json()
+
+
+def test_a_compressed_arrow_body_may_not_inflate_beyond_the_body_limit(serve_cluster, serving_store):
+    """80 MB of zeros compress to a few KB: refused with 413 before anything is decompressed."""
+    deploy_version(serve_cluster, serving_store.uri, serving_store.good)
+    zeros = pa.array([np.zeros(10_000_000, dtype=np.int64), [1]], pa.list_(pa.int64()))
+    bomb = arrow_stream(pa.table({**BATCH_COLUMNS, "cities": zeros}), "zstd")
+    assert len(bomb) < 100_000
+    response = httpx.post(f"{serve_cluster.url}/recommend/batch", content=bomb, timeout=60,
+                          headers={"content-type": ARROW})
+    assert response.status_code == 413, response.text
+    assert "decode to 80000016 bytes" in response.json()["detail"]
+    assert recommend(serve_cluster, requests_from(serving_store.vocabulary(), 1)[0]).status_code == 200
 
 
 BATCH_COLUMNS = {"cities": [[1, 2], [3]], "booker_country": ["Elbonia", "Elbonia"],

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from serve_apps.accommodations import API as RANKING
 from serve_apps.accommodations import RankRequest
 from serve_apps.core.arrow_body import MalformedBody, read_stream, write_stream
-from serve_apps.core.errors import InvalidBody
+from serve_apps.core.errors import BodyTooLarge, InvalidBody
 from serve_apps.destinations import API as DESTINATIONS
 from serve_apps.destinations import RecommendRequest
 
@@ -21,6 +22,7 @@ SEARCHES = [{"city_id": 1, "booker_country": "x", "device_class": "m", "checkin"
              "candidates": [{"property_id": 3, "price": 10.0}, {"property_id": 4}]},
             {"city_id": 2, "booker_country": "y", "device_class": "d", "checkin": "2026-12-19", "nights": 1,
              "adults": 3, "k": 5}]
+LIMIT = 1 << 20
 
 
 def table_of(rows: list[dict]) -> pa.Table:
@@ -111,9 +113,39 @@ def test_bad_dates_and_row_counts():
     assert raised.value.loc == ("body", "nights")
 
 
+def compressed(table: pa.Table, codec: str) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression=codec)) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
 def test_streams_round_trip_and_bytes_that_are_not_one_are_malformed():
     batch = DESTINATIONS.columns.from_models([RecommendRequest.model_validate(t) for t in TRIPS])
-    assert read_stream(write_stream(batch)).to_batches()[0].equals(batch)
+    assert read_stream(write_stream(batch), LIMIT).to_batches()[0].equals(batch)
     for body in (b"", b'{"requests": []}', write_stream(batch)[:-30]):
         with pytest.raises(MalformedBody):
-            read_stream(body)
+            read_stream(body, LIMIT)
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd"])
+def test_compressed_streams_are_read_within_the_limit_on_their_decoded_size(codec):
+    table = table_of(SEARCHES * 100)
+    table = table.set_column(1, "booker_country", table["booker_country"].dictionary_encode())  # + a dictionary
+    assert read_stream(compressed(table, codec), LIMIT).equals(table)
+    in_memory = table.nbytes  # the IPC buffers are these, padded to 8 bytes
+    assert read_stream(compressed(table, codec), in_memory + 1024).equals(table)
+    with pytest.raises(BodyTooLarge, match="decode to"):
+        read_stream(compressed(table, codec), in_memory // 2)
+    zeros = compressed(pa.table({"cities": [np.zeros(2_000_000, dtype=np.int64)]}), codec)
+    assert len(zeros) < LIMIT // 10
+    with pytest.raises(BodyTooLarge, match=r"decode to 160000\d\d bytes; at most 1048576"):
+        read_stream(zeros, LIMIT)
+
+
+def test_a_compressed_buffer_declaring_a_negative_length_is_malformed():
+    body = bytearray(compressed(pa.table({"k": np.arange(1000)}), "zstd"))
+    at = body.index(np.int64(8000).tobytes())  # the values buffer's uncompressed length
+    body[at:at + 8] = np.int64(-7).tobytes()
+    with pytest.raises(MalformedBody, match="declares -7 bytes"):
+        read_stream(bytes(body), LIMIT)
