@@ -83,11 +83,11 @@ API = ModelApi(title="Accommodation ranking",
 
 
 def search_columns(searches: Searches, k: int) -> pa.RecordBatch:
-    """Searches (each ranking its city's catalogue) as the request columns a model call takes, checked as an Arrow
-    body would be: for callers that compose this model through a handle (``infer``)."""
-    return API.columns.from_arrow(pa.table({
+    """Searches (each ranking its city's catalogue) as the request columns a model call takes: for callers that
+    compose this model through a handle (``infer``) from values they have validated (a trip request's)."""
+    return API.columns.assemble({
         **{field.name: np.asarray(getattr(searches, field.name)) for field in dataclasses.fields(searches)},
-        "k": np.full(len(searches), k)}))
+        "k": np.full(len(searches), k)}, len(searches))
 
 
 # Defined before the deployment: Serve pickles the class when it is decorated, with the module globals its

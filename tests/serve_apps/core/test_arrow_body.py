@@ -9,8 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from recsys.trip_answer import NextStays, property_searches
 from serve_apps.accommodations import API as RANKING
-from serve_apps.accommodations import RankRequest
+from serve_apps.accommodations import RankRequest, search_columns
 from serve_apps.core.arrow_body import MalformedBody, read_stream, write_stream
 from serve_apps.core.errors import BodyTooLarge, InvalidBody
 from serve_apps.destinations import API as DESTINATIONS
@@ -52,6 +53,19 @@ def test_nested_rows_dates_and_defaults_of_the_ranking_requests():
     dates = table_of(SEARCHES).set_column(3, "checkin", pa.array([dt.date(2026, 12, 18),
                                                                               dt.date(2026, 12, 19)]))
     assert RANKING.columns.from_arrow(dates).equals(from_json)
+
+
+def test_columns_a_composition_assembles_are_those_a_checked_body_gives():
+    """A trip's searches go to the ranking replica unchecked (its request was validated already): the same
+    record batch, in the canonical schema with the defaults, as the checked path."""
+    searches = property_searches(NextStays(booker_country=["Elbonia"], device_class=["mobile"],
+                                           checkin=[dt.date(2026, 12, 18)], nights=[2], adults=[3], children=[0],
+                                           rooms=[1]), [[7, 8, 9, 10]], 3)[0]
+    assembled = search_columns(searches, 4)
+    checked = RANKING.columns.from_models([RankRequest(city_id=city, booker_country="Elbonia", device_class="mobile",
+                                                       checkin=dt.date(2026, 12, 18), nights=2, adults=3, k=4)
+                                           for city in (7, 8, 9)])
+    assert assembled.schema.equals(RANKING.columns.schema) and assembled.equals(checked)
 
 
 def _replace(table: pa.Table, columns: dict) -> pa.Table:
