@@ -39,8 +39,7 @@ def deployer_access(env: Environment, users: list[str], groups: list[str]) -> li
     ]
     if env.monitoring.pod_monitor:
         rules.extend(_named(POD_MONITOR.group, POD_MONITOR.plural, f"{env.name}-ray"))
-    labels = {"app.kubernetes.io/instance": env.name, "app.kubernetes.io/component": "access",
-              "app.kubernetes.io/part-of": manifests.PART_OF}
+    labels = manifests.labels(env, "access")
     return [
         manifests.namespace(env),
         {"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": name, "labels": labels},

@@ -79,7 +79,7 @@ def namespace(env: Environment) -> dict:
     # this namespace that is not non-root, seccomp RuntimeDefault, without privilege escalation, capabilities dropped.
     pss = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")}
     return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": env.namespace, "labels": {**_labels(env, "namespace"), **pss}}}
+            "metadata": {"name": env.namespace, "labels": {**labels(env, "namespace"), **pss}}}
 
 
 def hadoop_config_map(env: Environment) -> dict:
@@ -187,13 +187,13 @@ def _ray_job(env: Environment, name: str, component: str, what: dict[str, str], 
                      "resources": _resources(Pods(cpu="500m", memory="512Mi")),
                      "env": _ray_auth_env(env), "securityContext": _container_security()}
         spec["submitterPodTemplate"] = {
-            "metadata": {"labels": _labels(env, f"{component}-submitter")},
+            "metadata": {"labels": labels(env, f"{component}-submitter")},
             "spec": {"restartPolicy": "Never", "containers": [submitter], "securityContext": _pod_security(),
                      "automountServiceAccountToken": False}}
-    labels = {**_labels(env, component), **{f"recsys.travel.example/{key}": value for key, value in what.items()},
-              "recsys.travel.example/commit": commit}
+    job_labels = {**labels(env, component), **{f"recsys.travel.example/{key}": value for key, value in what.items()},
+                  "recsys.travel.example/commit": commit}
     return {"apiVersion": RAY_JOB.api_version, "kind": RAY_JOB.kind,
-            "metadata": {**_metadata(env, name, component), "labels": labels}, "spec": spec}
+            "metadata": {**_metadata(env, name, component), "labels": job_labels}, "spec": spec}
 
 
 def ray_cluster(env: Environment) -> dict:
@@ -275,7 +275,7 @@ def _pod_template(env: Environment, pods: Pods, container_name: str, component: 
         spec["nodeSelector"] = dict(pods.node_selector)
     if pods.tolerations:
         spec["tolerations"] = [t.model_dump(exclude_none=True) for t in pods.tolerations]
-    return {"metadata": {"labels": _labels(env, component)}, "spec": spec}
+    return {"metadata": {"labels": labels(env, component)}, "spec": spec}
 
 
 def _resources(pods: Pods) -> dict:
@@ -302,13 +302,14 @@ def _ray_auth_env(env: Environment) -> list[dict]:
                                                                       "key": "auth_token"}}}]
 
 
-def _labels(env: Environment, component: str) -> dict:
-    return {**env.labels, "app.kubernetes.io/name": "destinations", "app.kubernetes.io/instance": env.name,
+def labels(env: Environment, component: str) -> dict:
+    """The labels of every object rendered for ``env``; ``component`` says which part (serving, training, ...)."""
+    return {**env.labels, "app.kubernetes.io/name": PART_OF, "app.kubernetes.io/instance": env.name,
             "app.kubernetes.io/component": component, "app.kubernetes.io/part-of": PART_OF}
 
 
 def _metadata(env: Environment, name: str, component: str) -> dict:
-    return {"name": name, "namespace": env.namespace, "labels": _labels(env, component)}
+    return {"name": name, "namespace": env.namespace, "labels": labels(env, component)}
 
 
 def _hadoop_xml(properties: dict[str, str]) -> str:
