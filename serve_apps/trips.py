@@ -5,10 +5,13 @@ best properties. A Ray Serve application that composes the two model application
          -d '{"cities": [8183, 15626], "booker_country": "Elbonia", "device_class": "mobile",
               "checkin": "2026-12-18", "nights": 2}'
 
-It holds no model: it calls the ``Destinations`` deployment once, then the ``Accommodations`` deployment once for
-all the cities that get properties (one record batch of searches through ``infer``, so one model call when the
-ranking replica is idle; which cities and which searches is :mod:`recsys.trip_answer`, shared with the offline
-precompute). Each call has its own deadline (:class:`TripsOptions`). Destinations are the answer: if they cannot
+It holds no model: it calls the ``Destinations`` deployment, then the ``Accommodations`` deployment for all the
+cities that get properties (which cities and which searches is :mod:`recsys.trip_answer`, shared with the offline
+precompute), both through their handles' ``infer``, as record batches. Trips answered at the same time share those
+calls: each model's rows of the trips that arrive within a millisecond go in one handle call (``@serve.batch``),
+and each trip takes its slice of the answer back, so a handle call's cost (about as much CPU as the model work,
+README) is paid once per batch of trips instead of once per trip. Each call has its own deadline
+(:class:`TripsOptions`). Destinations are the answer: if they cannot
 be had in time the answer is 503 with ``Retry-After``. Properties are a bonus: if the ranking is slow or failing, the destinations are
 answered without them and ``properties_omitted`` says why, rather than failing or waiting.
 """
@@ -17,6 +20,7 @@ answered without them and ``properties_omitted`` says why, rather than failing o
 import asyncio
 import logging
 
+import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
@@ -27,11 +31,12 @@ from recsys.trip_answer import NextStays, property_searches
 from serve_apps.accommodations import search_columns
 from serve_apps.core.deadline import QueueBudget
 from serve_apps.core.metrics import ReplicaMetrics
-from serve_apps.core.errors import DependencyUnavailable, documented_responses
+from serve_apps.core.errors import DependencyUnavailable, InvalidRows, documented_responses
 from serve_apps.core.fields import Date, Id, Integer, Text
 from serve_apps.core.http_edge import ingress_api
 from serve_apps.core.settings import TripsOptions
-from serve_apps.destinations import MAX_TRIP_CITIES, RecommendRequest, RecommendResponse
+from serve_apps.destinations import API as DESTINATIONS
+from serve_apps.destinations import MAX_TRIP_CITIES
 
 log = logging.getLogger("ray.serve")
 
@@ -75,8 +80,17 @@ class TripResponse(BaseModel):
     omitted_reason: str | None = Field(None, description="why they were left out")
 
 
+# Trips whose model calls share one handle call: at most this many (destinations) or searches (ranking), gathered
+# for at most 1 ms, as the model replicas batch their own callers.
+COALESCED_TRIPS, COALESCED_SEARCHES, COALESCE_WAIT_S = 64, 256, 0.001
+
+
 # Defined before the deployment: Serve pickles the class when it is decorated, with the module globals its
 # methods name as they are at that moment.
+def _rows(batches: list[pa.RecordBatch]) -> int:
+    return sum(batch.num_rows for batch in batches)
+
+
 def _reason(error: BaseException) -> str:
     if isinstance(error, TimeoutError):
         return "no answer within its deadline"
@@ -101,50 +115,62 @@ class Trips:
     @api.post("/recommend", response_model=TripResponse, responses=ERRORS)
     async def recommend(self, trip: TripRequest) -> TripResponse:
         """Next destinations for one trip, the best of them with their best properties."""
-        options = self._options
-        try:
-            destinations: RecommendResponse = await self._call(
-                options.destinations_app, options.destinations_deployment, "recommend",
-                RecommendRequest(cities=trip.cities, booker_country=trip.booker_country,
-                                 device_class=trip.device_class, affiliate_id=trip.affiliate_id, k=trip.k),
-                options.destinations_timeout_ms)
-        except Exception as err:
-            raise DependencyUnavailable(f"destination model unavailable: {_reason(err)}") from err
-        versions = {"destinations": destinations.model_version}
+        destinations = await self._destinations(DESTINATIONS.columns.assemble({
+            "cities": [trip.cities], "booker_country": [trip.booker_country], "device_class": [trip.device_class],
+            "affiliate_id": [trip.affiliate_id], "k": [trip.k]}, 1))
+        if isinstance(destinations, BaseException):
+            raise DependencyUnavailable(f"destination model unavailable: {_reason(destinations)}") from destinations
+        cities, scores = destinations["cities"][0].as_py(), destinations["scores"][0].as_py()
+        versions = {"destinations": destinations["model_version"][0].as_py()}
         stay = NextStays(booker_country=[trip.booker_country], device_class=[trip.device_class],
                          checkin=[trip.checkin], nights=[trip.nights], adults=[trip.adults],
                          children=[trip.children], rooms=[trip.rooms])
-        searches, _ = property_searches(stay, [destinations.cities], trip.cities_with_properties)
-        properties: list[tuple[list[int], list[float]] | None] = [None] * len(destinations.cities)
+        searches, _ = property_searches(stay, [cities], trip.cities_with_properties)
+        properties: list[tuple[list[int], list[float]] | None] = [None] * len(cities)
         omitted = None
         if len(searches):
-            try:
-                ranked: pa.RecordBatch = await self._call(
-                    options.accommodations_app, options.accommodations_deployment, "infer",
-                    search_columns(searches, trip.properties_per_city), options.accommodations_timeout_ms)
-            except Exception as err:
-                omitted = f"accommodation ranking unavailable: {_reason(err)}"
+            ranked = await self._rankings(search_columns(searches, trip.properties_per_city))
+            if isinstance(ranked, BaseException):
+                omitted = f"accommodation ranking unavailable: {_reason(ranked)}"
                 log.warning("trip answered without properties: %s", omitted)
             else:
                 versions["accommodations"] = ranked["model_version"][0].as_py()
                 # The searches follow the destinations, best first.
-                for i, (ids, scores) in enumerate(zip(ranked["properties"].to_pylist(),
-                                                      ranked["scores"].to_pylist())):
-                    properties[i] = (ids, scores)
+                for i, (ids, ranked_scores) in enumerate(zip(ranked["properties"].to_pylist(),
+                                                             ranked["scores"].to_pylist())):
+                    properties[i] = (ids, ranked_scores)
         return TripResponse(
             destinations=[TripDestination(city_id=city, score=score,
                                           properties=properties[i][0] if properties[i] else None,
                                           property_scores=properties[i][1] if properties[i] else None)
-                          for i, (city, score) in enumerate(zip(destinations.cities, destinations.scores))],
+                          for i, (city, score) in enumerate(zip(cities, scores))],
             model_versions=versions, properties_omitted=omitted is not None, omitted_reason=omitted)
 
-    async def _call(self, app_name: str, deployment: str, method: str, body: BaseModel | pa.RecordBatch,
-                    timeout_ms: int):
-        """``method`` of a model deployment through its handle, cancelled when ``timeout_ms`` passes."""
+    @serve.batch(max_batch_size=COALESCED_TRIPS, batch_wait_timeout_s=COALESCE_WAIT_S, max_concurrent_batches=64)
+    async def _destinations(self, trips: list[pa.RecordBatch]) -> list[pa.RecordBatch | BaseException]:
+        """Each trip's destination answer (or the error that stands for it), from one call for all of ``trips``."""
+        options = self._options
+        return await self._infer(options.destinations_app, options.destinations_deployment, trips,
+                                 options.destinations_timeout_ms)
+
+    @serve.batch(max_batch_size=COALESCED_SEARCHES, batch_wait_timeout_s=COALESCE_WAIT_S, batch_size_fn=_rows,
+                 max_concurrent_batches=64)
+    async def _rankings(self, searches: list[pa.RecordBatch]) -> list[pa.RecordBatch | BaseException]:
+        """Each trip's ranked searches (or the error that stands for them), from one call for all of them."""
+        options = self._options
+        return await self._infer(options.accommodations_app, options.accommodations_deployment, searches,
+                                 options.accommodations_timeout_ms)
+
+    async def _infer(self, app_name: str, deployment: str, callers: list[pa.RecordBatch],
+                     timeout_ms: int) -> list[pa.RecordBatch | BaseException]:
+        """A model deployment's answers to the callers' rows from one ``infer`` call, each caller's slice, cancelled
+        when ``timeout_ms`` passes. Rows the model refuses (a data error) fail the call: then each caller's rows
+        are asked alone, so that only the trip they belong to goes without."""
         key = (app_name, deployment)
         if key not in self._handles:  # looked up on first use: the model apps may deploy after this one
             self._handles[key] = serve.get_deployment_handle(deployment, app_name=app_name)
-        response: DeploymentResponse = getattr(self._handles[key], method).remote(body)
+        rows = callers[0] if len(callers) == 1 else pa.concat_batches(callers)
+        response: DeploymentResponse = self._handles[key].infer.remote(rows)
         # Not asyncio.wait_for: on timeout it still waits for the cancelled await to end, and the deadline must hold
         # whatever the callee does with the cancellation.
         answer = asyncio.ensure_future(response)
@@ -152,8 +178,16 @@ class Trips:
         if not done:
             response.cancel()
             answer.cancel()
-            raise TimeoutError(f"{app_name}.{method}: no answer within {timeout_ms} ms")
-        return answer.result()
+            return [TimeoutError(f"{app_name}.infer: no answer within {timeout_ms} ms")] * len(callers)
+        error = answer.exception()
+        if error is not None:
+            if len(callers) > 1 and isinstance(error, InvalidRows):
+                return [part[0] for part in await asyncio.gather(
+                    *(self._infer(app_name, deployment, [caller], timeout_ms) for caller in callers))]
+            return [error] * len(callers)
+        answers: pa.RecordBatch = answer.result()
+        starts = np.cumsum([0] + [caller.num_rows for caller in callers])
+        return [answers.slice(start, caller.num_rows) for start, caller in zip(starts, callers)]
 
 
 def app(args: dict) -> Application:
