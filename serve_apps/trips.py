@@ -11,9 +11,9 @@ precompute), both through their handles' ``infer``, as record batches. Trips ans
 calls: each model's rows of the trips that arrive within a millisecond go in one handle call (``@serve.batch``),
 and each trip takes its slice of the answer back, so a handle call's cost (about as much CPU as the model work,
 README) is paid once per batch of trips instead of once per trip. Each call has its own deadline
-(:class:`TripsOptions`). Destinations are the answer: if they cannot
-be had in time the answer is 503 with ``Retry-After``. Properties are a bonus: if the ranking is slow or failing, the destinations are
-answered without them and ``properties_omitted`` says why, rather than failing or waiting.
+(:class:`TripsOptions`). Destinations are the answer: if they cannot be had in time the answer is 503 with
+``Retry-After``. Properties are a bonus: if the ranking is slow or failing, the destinations are answered without
+them and ``properties_omitted`` says why, rather than failing or waiting.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route annotations at runtime (see destinations).
@@ -80,8 +80,8 @@ class TripResponse(BaseModel):
     omitted_reason: str | None = Field(None, description="why they were left out")
 
 
-# Trips whose model calls share one handle call: at most this many (destinations) or searches (ranking), gathered
-# for at most 1 ms, as the model replicas batch their own callers.
+# One handle call carries the rows of at most COALESCED_TRIPS trips (destinations) or COALESCED_SEARCHES searches
+# (ranking), gathered for at most COALESCE_WAIT_S, as the model replicas batch their own callers.
 COALESCED_TRIPS, COALESCED_SEARCHES, COALESCE_WAIT_S = 64, 256, 0.001
 
 
@@ -167,10 +167,13 @@ class Trips:
         when ``timeout_ms`` passes. Rows the model refuses (a data error) fail the call: then each caller's rows
         are asked alone, so that only the trip they belong to goes without."""
         key = (app_name, deployment)
-        if key not in self._handles:  # looked up on first use: the model apps may deploy after this one
-            self._handles[key] = serve.get_deployment_handle(deployment, app_name=app_name)
         rows = callers[0] if len(callers) == 1 else pa.concat_batches(callers)
-        response: DeploymentResponse = self._handles[key].infer.remote(rows)
+        try:
+            if key not in self._handles:  # looked up on first use: the model apps may deploy after this one
+                self._handles[key] = serve.get_deployment_handle(deployment, app_name=app_name)
+            response: DeploymentResponse = self._handles[key].infer.remote(rows)
+        except Exception as error:  # each caller answers for itself (503, or no properties), never a 500
+            return [error] * len(callers)
         # Not asyncio.wait_for: on timeout it still waits for the cancelled await to end, and the deadline must hold
         # whatever the callee does with the cancellation.
         answer = asyncio.ensure_future(response)

@@ -62,3 +62,12 @@ def test_any_other_failure_is_every_callers_without_asking_again():
     handle = StandInHandle(error=Overloaded("busy"))
     answers = infer(handle, [[1], [2]])
     assert handle.calls == [2] and all(isinstance(answer, Overloaded) for answer in answers)
+
+
+def test_a_call_that_cannot_be_sent_is_every_callers_error_not_the_routes():
+    class Unroutable(StandInHandle):
+        def remote(self, rows: pa.RecordBatch):
+            raise RuntimeError("no such application")
+
+    answers = infer(Unroutable(), [[1], [2]])
+    assert [str(answer) for answer in answers] == ["no such application"] * 2
