@@ -20,7 +20,6 @@ them and ``properties_omitted`` says why, rather than failing or waiting.
 import asyncio
 import logging
 
-import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
@@ -29,6 +28,7 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from recsys.trip_answer import NextStays, property_searches
 from serve_apps.accommodations import search_columns
+from serve_apps.core.arrow_body import joined, split
 from serve_apps.core.deadline import QueueBudget
 from serve_apps.core.metrics import ReplicaMetrics
 from serve_apps.core.errors import DependencyUnavailable, InvalidRows, documented_responses
@@ -167,7 +167,7 @@ class Trips:
         when ``timeout_ms`` passes. Rows the model refuses (a data error) fail the call: then each caller's rows
         are asked alone, so that only the trip they belong to goes without."""
         key = (app_name, deployment)
-        rows = callers[0] if len(callers) == 1 else pa.concat_batches(callers)
+        rows = joined(callers)
         try:
             if key not in self._handles:  # looked up on first use: the model apps may deploy after this one
                 self._handles[key] = serve.get_deployment_handle(deployment, app_name=app_name)
@@ -188,9 +188,7 @@ class Trips:
                 return [part[0] for part in await asyncio.gather(
                     *(self._infer(app_name, deployment, [caller], timeout_ms) for caller in callers))]
             return [error] * len(callers)
-        answers: pa.RecordBatch = answer.result()
-        starts = np.cumsum([0] + [caller.num_rows for caller in callers])
-        return [answers.slice(start, caller.num_rows) for start, caller in zip(starts, callers)]
+        return split(answer.result(), callers)
 
 
 def app(args: dict) -> Application:

@@ -144,24 +144,26 @@ def read_stream(body: bytes, max_bytes: int) -> pa.Table:
 
 
 def _decoded_bytes(message: pa.ipc.Message) -> int:
-    """The bytes a record or dictionary batch message's buffers take once read, from its flatbuffer header (Arrow's
-    ``Message.fbs``) and, for compressed buffers, the uncompressed length each one starts with; 0 for a schema."""
+    """The bytes a record or dictionary batch message's buffers take once read: its body, or if it is compressed
+    the uncompressed length each buffer of its flatbuffer header (Arrow's ``Message.fbs``) starts with; 0 for a
+    schema."""
     header = _header(message)
     if header is None:
         return 0
+    if not header.Offset(_RECORD_BATCH_COMPRESSION):
+        return message.body.size  # its buffers are the body itself
     vector = header.Offset(_RECORD_BATCH_BUFFERS)
     if not vector:
         return 0
     start, count = header.Vector(vector), header.VectorLen(vector)
     if start + 16 * count > len(header.Bytes):
         raise pa.ArrowInvalid(f"a header of {len(header.Bytes)} bytes declares {count} buffers")
-    compressed, body, total = header.Offset(_RECORD_BATCH_COMPRESSION) != 0, message.body, 0
+    body, total = message.body, 0
     for i in range(count):
         offset, length = struct.unpack_from("<qq", header.Bytes, start + 16 * i)
         if offset < 0 or length < 0 or offset + length > body.size:
             raise pa.ArrowInvalid(f"buffer {i} lies outside the message body")
-        if not compressed or length == 0:
-            total += length
+        if length == 0:  # an empty buffer has no length prefix
             continue
         (uncompressed,) = struct.unpack_from("<q", body, offset)  # -1: this buffer was left uncompressed
         if uncompressed < -1:
@@ -194,6 +196,17 @@ def _table_at(table: flatbuffers.table.Table, slot: int) -> flatbuffers.table.Ta
     if not at:
         raise pa.ArrowInvalid("a batch message without its header")
     return flatbuffers.table.Table(table.Bytes, table.Indirect(table.Pos + at))
+
+
+def joined(parts: Sequence[pa.RecordBatch]) -> pa.RecordBatch:
+    """Several callers' rows as one batch, for one model call."""
+    return parts[0] if len(parts) == 1 else pa.concat_batches(parts)
+
+
+def split(batch: pa.RecordBatch, parts: Sequence[pa.RecordBatch]) -> list[pa.RecordBatch]:
+    """The rows of ``batch`` (one per row of :func:`joined` ``parts``, in order) cut back into each part's rows."""
+    starts = np.cumsum([0] + [part.num_rows for part in parts])
+    return [batch.slice(start, part.num_rows) for start, part in zip(starts, parts)]
 
 
 def write_stream(batch: pa.RecordBatch) -> bytes:

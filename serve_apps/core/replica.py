@@ -41,7 +41,7 @@ from ray import serve
 
 from recsys import gpu
 from recsys.loaded_model import LoadedModel, OpenRuntime, R
-from serve_apps.core.arrow_body import VERSION_METADATA, RequestColumns
+from serve_apps.core.arrow_body import VERSION_METADATA, RequestColumns, joined, split
 from serve_apps.core.errors import InvalidRows, ModelCallFailed, ModelNotReady
 from serve_apps.core.deadline import QueueBudget, deadline
 from serve_apps.core.lane import InferenceLane
@@ -162,7 +162,7 @@ class ModelReplica(Generic[R]):
         model = self._slot.current
         if model is None:
             raise ModelNotReady("no model loaded")
-        rows = callers[0] if len(callers) == 1 else pa.concat_batches(callers)
+        rows = joined(callers)
         started = time.perf_counter()
         try:
             answers = self.predict(model, rows, self._slot.shapes)
@@ -175,8 +175,7 @@ class ModelReplica(Generic[R]):
         version = pa.DictionaryArray.from_arrays(np.zeros(rows.num_rows, dtype=np.int32), [model.version])
         batch = pa.RecordBatch.from_pydict({**answers, "model_version": version},
                                            metadata={VERSION_METADATA: model.version.encode()})
-        starts = np.cumsum([0] + [caller.num_rows for caller in callers])
-        return [batch.slice(start, caller.num_rows) for start, caller in zip(starts, callers)]
+        return split(batch, callers)
 
     def _observe(self, model: LoadedModel[R], rows: pa.RecordBatch, answers: dict[str, pa.Array],
                  seconds: float) -> None:
