@@ -19,7 +19,7 @@ from recsys.accommodations.model import (
     listwise_softmax_loss,
     ndcg,
 )
-from recsys.accommodations.runtime import Ranker
+from recsys.accommodations.runtime import AccommodationRuntime, Ranker, Searches
 from recsys.errors import ModelContractError
 
 CONFIG = ModelConfig(list_size=40, property_embedding_dim=4, city_embedding_dim=4, hidden_units=16)
@@ -73,6 +73,36 @@ def test_unknown_properties_and_cities_are_ranked_and_todays_price_counts(export
         return dict(zip(ranked[0].tolist(), scores[0].tolist()))[int(candidates[0, 0])]
 
     assert score_of_first(1.0) != pytest.approx(score_of_first(10_000.0), rel=1e-3)
+
+
+def test_a_call_pads_each_list_to_its_own_width_and_answers_as_each_search_ranked_alone(exported):
+    calls = []
+
+    class Recording:
+        def rank(self, context, properties, prices, k):
+            calls.append(properties.shape)
+            return exported["ranker"].rank(context, properties, prices, k)
+
+    runtime = AccommodationRuntime(Recording(), exported["catalogue"])
+    known = np.unique(exported["lists"]["prop_id"][exported["lists"]["prop_id"] != 0])
+    # 40 short lists (a width of 64), 2 long ones (256) and 3 very short ones (16): the long ones in a call of their
+    # own, the very short ones with the short ones (three lists' padding is not worth a call).
+    lengths = [20] * 20 + [200] + [20] * 20 + [3, 5, 2] + [150]
+    candidates = [known[i:i + n] for i, n in enumerate(lengths)]
+    lists, rows = exported["lists"], len(lengths)
+    searches = Searches(city_id=lists["city_id"][:rows], booker_country=lists["booker_country"][:rows],
+                        device_class=lists["device_class"][:rows], checkin=["2026-12-18"] * rows,
+                        nights=[2] * rows, adults=[2] * rows, children=[0] * rows, rooms=[1] * rows)
+    ids, scores = runtime.rank(searches, candidates, [None] * rows, 5, [1, 2, 4, 8, 16, 32, 48, 64])
+    assert sorted(calls) == [(2, 256), (48, 64)]
+    for i in range(rows):
+        calls.clear()
+        alone_ids, alone_scores = runtime.rank(Searches(**{name: np.asarray(getattr(searches, name))[i:i + 1]
+                                                           for name in Searches.__dataclass_fields__}),
+                                               [candidates[i]], [None], 5, [1])
+        assert ids[i].tolist() == alone_ids[0].tolist()
+        np.testing.assert_allclose(scores[i], alone_scores[0], rtol=1e-5)
+    assert [len(row) for row in ids] == [min(5, n) for n in lengths]
 
 
 def test_a_savedmodel_with_another_signature_is_refused(tmp_path):
