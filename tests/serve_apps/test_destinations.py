@@ -350,6 +350,15 @@ def test_haproxy_listens_on_loopback_only(serve_cluster, serving_store):
     assert all(address.startswith("127.0.0.1:") for address in haproxy), haproxy
 
 
+def test_haproxy_sends_no_per_request_log_to_a_python_collector(serve_cluster, serving_store):
+    deploy_version(serve_cluster, serving_store.uri, serving_store.good)
+    config = (serve_cluster.work_dir / "haproxy" / "haproxy.cfg").read_text()
+    # The file HAProxy runs, as the wrapper rewrote it: the destination replica's connection limit.
+    assert re.search(r"^\s*server SERVE_REPLICA_destinations\S* .* maxconn 32$", config, re.MULTILINE), config
+    # Ray's per-request metrics are a log line of every request to a socket its HAProxyManager actor reads.
+    assert "log-format-sd" not in config and "format rfc5424" not in config
+
+
 def test_schemathesis_finds_no_failure_of_its_default_checks(serve_cluster, serving_store, tmp_path):
     """Schema-driven fuzzing of every endpoint against the served OpenAPI document: no 5xx, no schema-violating
     request accepted, no valid one refused, every status and header documented, every body as documented."""

@@ -39,6 +39,7 @@ def test_the_environment_keeps_state_private_and_runs_haproxy_through_the_wrappe
     assert environment["RECSYS_HAPROXY_BINARY"] == "/opt/haproxy"
     assert json.loads(environment["RECSYS_HAPROXY_LIMITS"]) == haproxy_limits(LOCAL)
     assert environment["RECSYS_HAPROXY_LOOPBACK"] == "1"
+    assert environment["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == "0"
     for variable in ("SOCKET_PATH", "CONFIG_FILE_LOC", "SERVER_STATE_FILE", "METRICS_SOCKET_PATH"):
         assert environment[f"RAY_SERVE_HAPROXY_{variable}"].startswith(str(short_tmp / "run") + "/")
     assert (environment["RAY_SERVE_HAPROXY_STATS_PORT"], environment["RAY_SERVE_HAPROXY_METRICS_PORT"]) == \
