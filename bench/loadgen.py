@@ -12,11 +12,14 @@ Two modes:
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -116,20 +119,14 @@ def breakdown(targets: Path, mode: str, level: float, seconds: float, timeout_s:
     """Like :func:`closed_loop` / :func:`open_loop`, but keeps every answer's status, latency and headers."""
     flags = ["-rate=0", f"-workers={int(level)}", f"-max-workers={int(level)}"] if mode == "closed" else \
         [f"-rate={int(level)}/s", "-workers=64", "-max-workers=4096"]
-    binary = vegeta()
-    attack = subprocess.Popen(["nice", "-n", str(NICENESS), str(binary), "attack", "-format=json",
-                               f"-targets={targets}", f"-duration={seconds}s", f"-timeout={timeout_s}s", "-keepalive",
-                               *flags], stdout=subprocess.PIPE)
-    encode = subprocess.Popen(["nice", "-n", str(NICENESS), str(binary), "encode", "--to", "json"],
-                              stdin=attack.stdout, stdout=subprocess.PIPE, text=True)
-    attack.stdout.close()
-    rows = []
-    for line in encode.stdout:
+    binary, rows = vegeta(), []
+    with _attacked(targets, flags, seconds, timeout_s) as results:
+        encoded = subprocess.run([str(binary), "encode", "--to", "json", str(results)], capture_output=True, text=True,
+                                 check=True)
+    for line in encoded.stdout.splitlines():
         result = json.loads(line)
         rows.append((dt.datetime.fromisoformat(result["timestamp"]).timestamp(), result["code"],
                      result["latency"] / 1e6, "Retry-After" in (result.get("headers") or {}), result["error"]))
-    attack.wait(timeout=60)
-    encode.wait(timeout=60)
     if not rows:
         raise RuntimeError(f"vegeta sent no requests to {targets}")
     start = min(r[0] for r in rows)
@@ -163,13 +160,9 @@ def _percentile(values: np.ndarray, q: float) -> float | None:
 
 
 def _attack(targets: Path, flags: list[str], mode: str, level: float, seconds: float, timeout_s: float) -> LoadResult:
-    binary = vegeta()
-    attack = subprocess.Popen(["nice", "-n", str(NICENESS), str(binary), "attack", "-format=json",
-                               f"-targets={targets}", f"-duration={seconds}s", f"-timeout={timeout_s}s", "-keepalive",
-                               *flags], stdout=subprocess.PIPE)
-    report = subprocess.run([str(binary), "report", "-type=json"], stdin=attack.stdout, capture_output=True,
-                            check=True, timeout=seconds + timeout_s + 60)
-    attack.wait(timeout=60)
+    with _attacked(targets, flags, seconds, timeout_s) as results:
+        report = subprocess.run([str(vegeta()), "report", "-type=json", str(results)], capture_output=True,
+                                check=True, timeout=600)
     data = json.loads(report.stdout)
     latencies = data["latencies"]
     return LoadResult(mode=mode, level=level, seconds=seconds, requests=data["requests"],
@@ -177,3 +170,17 @@ def _attack(targets: Path, flags: list[str], mode: str, level: float, seconds: f
                       p50_ms=latencies["50th"] / 1e6, p90_ms=latencies["90th"] / 1e6,
                       p99_ms=latencies["99th"] / 1e6, max_ms=latencies["max"] / 1e6,
                       errors=sorted(set(data.get("errors") or []))[:5])
+
+
+@contextlib.contextmanager
+def _attacked(targets: Path, flags: list[str], seconds: float, timeout_s: float) -> Iterator[Path]:
+    """vegeta's results of one load point, in its binary format in a file removed afterwards. They are decoded
+    only once the load is over: decoding thousands of answers a second alongside it took the cores from the
+    server being measured."""
+    with tempfile.TemporaryDirectory(prefix="vegeta-") as directory:
+        results = Path(directory) / "results.bin"
+        with open(results, "wb") as out:
+            subprocess.run(["nice", "-n", str(NICENESS), str(vegeta()), "attack", "-format=json", f"-targets={targets}",
+                            f"-duration={seconds}s", f"-timeout={timeout_s}s", "-keepalive", *flags], stdout=out,
+                           check=True, timeout=seconds + timeout_s + 120)
+        yield results
