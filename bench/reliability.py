@@ -68,8 +68,8 @@ _TIMERS = re.compile(r" -?\d+/(-?\d+)/-?\d+/-?\d+/\+?(\d+) (\d{3}) ")
 
 class HAProxyTimings:
     """Collects HAProxy's log line of every request on a UDP port: (when received, status, queued ms, total ms).
-    Lines are only kept while load runs and parsed when figures are asked for: parsing thousands a second would
-    take CPU from the server being measured."""
+    Lines are kept as they arrive and parsed only when figures are asked for: parsing thousands a second during a
+    load point would take CPU from the server being measured."""
 
     def __init__(self) -> None:
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

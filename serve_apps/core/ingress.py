@@ -59,7 +59,7 @@ def haproxy_environment(serve_config: dict, run_dir: Path | None = None, stats_p
         # Ray's per-request HTTP metrics in HAProxy mode come from a log line of every request that a Python actor
         # (HAProxyManager) parses: a quarter of a core at 5,000 requests a second, shed ones included, taken from
         # the replicas exactly when they are overloaded. HAProxy's own exporter (``metrics_port``) counts the
-        # same answers by status in C, and the replicas count theirs (README, Observability).
+        # same answers by status in C, and the replicas count theirs (README, Ingress).
         "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
         "RAY_SERVE_HAPROXY_BINARY_PATH": str(wrapper),
         "RECSYS_HAPROXY_LIMITS": json.dumps(haproxy_limits(serve_config), sort_keys=True),
