@@ -352,7 +352,8 @@ def test_haproxy_listens_on_loopback_only(serve_cluster, serving_store):
 
 def test_haproxy_sends_no_per_request_log_to_a_python_collector(serve_cluster, serving_store):
     deploy_version(serve_cluster, serving_store.uri, serving_store.good)
-    config = (serve_cluster.work_dir / "haproxy" / "haproxy.cfg").read_text()
+    [path] = (serve_cluster.work_dir / "haproxy").glob("*/haproxy.cfg")  # Ray keeps it per node
+    config = path.read_text()
     # The file HAProxy runs, as the wrapper rewrote it: the destination replica's connection limit.
     assert re.search(r"^\s*server SERVE_REPLICA_destinations\S* .* maxconn 32$", config, re.MULTILINE), config
     # Ray's per-request metrics are a log line of every request to a socket its HAProxyManager actor reads.
