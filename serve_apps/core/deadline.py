@@ -11,7 +11,9 @@ Waiting counts, work does not: the time in HAProxy's queue and in the replica be
 time its rows wait in the inference lane. Reading and validating the body is work (and grows with the body), so the
 budget is checked twice: on arrival in the replica, before the body is read (:class:`EnforceQueueBudget`), and,
 with what is left of it, when the rows would join a model call (the lane drops entries past their :func:`deadline`).
-Without the stamp (Serve's own proxy) there is no deadline.
+Without the stamp (Serve's own proxy) there is no deadline. Only POSTs have a budget: reads (``GET /model``, the
+OpenAPI document) do no model work, cost next to nothing however late they are taken up, and document no 503; an
+operator asking a busy replica what it serves should get the answer.
 """
 
 from __future__ import annotations
@@ -37,14 +39,14 @@ class QueueBudget:
 
 
 class EnforceQueueBudget:
-    """ASGI middleware: 503 for a request that waited longer than ``app.state.queue_budget`` since HAProxy."""
+    """ASGI middleware: 503 for a POST that waited longer than ``app.state.queue_budget`` since HAProxy."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         budget: QueueBudget | None = getattr(scope["app"].state, "queue_budget", None)
-        if scope["type"] == "http" and budget is not None:
+        if scope["type"] == "http" and scope["method"] == "POST" and budget is not None:
             arrived = _arrival(next((value for name, value in scope["headers"] if name == REQUEST_START), None))
             if arrived is not None:
                 waited_s = time.time() - arrived

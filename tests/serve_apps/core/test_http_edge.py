@@ -54,6 +54,12 @@ def test_a_request_past_its_budget_gets_503_with_retry_after_before_its_body_is_
     assert response.json()["detail"].startswith("queued 5") and "over the budget of 100 ms" in response.json()["detail"]
 
 
+def test_a_read_has_no_budget_however_long_it_waited():
+    client = app()
+    assert client.get("/openapi.json", headers=stamp(0.5)).status_code == 200
+    assert client.post("/echo", json={"n": 7}, headers=stamp(0.5)).status_code == 503
+
+
 @pytest.mark.parametrize("headers", [{}, {"X-Request-Start": "1700000000"}, {"X-Request-Start": "t=soon"}],
                          ids=["no-stamp", "foreign-format", "not-a-number"])
 def test_without_a_stamp_of_ours_there_is_no_deadline(headers):
