@@ -48,6 +48,12 @@ def trip(cluster, body: dict = TRIP) -> httpx.Response:
     return httpx.post(f"{base(cluster)}/trips/recommend", json=body, timeout=30)
 
 
+def served_version(cluster, application: str) -> str | None:
+    """The version the application's replica reports; None while the route answers anything but its status."""
+    response = httpx.get(f"{base(cluster)}/{application}/model", timeout=10)
+    return response.json()["version"] if response.status_code == 200 else None
+
+
 def answered(cluster, condition, what: str) -> httpx.Response:
     """The first trip answer that meets ``condition``: a redeploy replaces replicas while the old ones still answer."""
     def check() -> httpx.Response | None:
@@ -114,8 +120,8 @@ def test_a_hot_swap_of_one_model_leaves_the_other_alone(serve_cluster, both_mode
     before = httpx.get(f"{base(serve_cluster)}/destinations/model", timeout=10).json()
     serve_deploy(serve_cluster, trips_config(serve_cluster, both_models_store,
                                              accommodations_version=both_models_store.accommodations_again))
-    wait_for(lambda: httpx.get(f"{base(serve_cluster)}/accommodations/model", timeout=10).json()["version"]
-             == both_models_store.accommodations_again, timeout=120, what="the ranking model to swap")
+    wait_for(lambda: served_version(serve_cluster, "accommodations") == both_models_store.accommodations_again,
+             timeout=120, what="the ranking model to swap")
     after = httpx.get(f"{base(serve_cluster)}/destinations/model", timeout=10).json()
     assert (after["replica"], after["version"], after["loaded_at"]) == \
         (before["replica"], before["version"], before["loaded_at"])
