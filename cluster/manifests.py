@@ -26,6 +26,7 @@ HADOOP_CONF_DIR = "/etc/hadoop/conf"
 PROJECT_DIR = PurePosixPath("/home/ray/travel-recsys")  # where the Dockerfile puts this project in the image
 MODEL_CACHE_DIR = "/var/cache/recsys-models"
 METRICS_PORT = 8080  # Ray's Prometheus metrics on every Ray pod, as `make run` has it on loopback
+INGRESS_METRICS_PORT = 9101  # HAProxy's own exporter on the serving workers (Ray's default, stated)
 RAY_UID, RAY_GID = 1000, 100  # the `ray` user of the rayproject images
 PART_OF = "travel-recsys"
 TRAINING_ENTRYPOINT = "python -m training.{model} --config {config}"
@@ -113,21 +114,25 @@ def network_policy(env: Environment) -> dict:
                 {"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": env.serve_port}]},
                 *([{"from": [{"namespaceSelector": {"matchLabels": {
                     "kubernetes.io/metadata.name": env.monitoring.prometheus_namespace}}}],
-                    "ports": [{"protocol": "TCP", "port": METRICS_PORT}]}] if env.monitoring.pod_monitor else []),
+                    "ports": [{"protocol": "TCP", "port": port} for port in (METRICS_PORT, INGRESS_METRICS_PORT)]}]
+                  if env.monitoring.pod_monitor else []),
             ],
         },
     }
 
 
 def pod_monitor(env: Environment) -> dict:
-    """Prometheus (through the Prometheus Operator) scrapes Ray's metrics port of every Ray pod of ``env``: the
-    serving replicas' application metrics (serve_apps.core.metrics), Serve's and Ray's own."""
+    """Prometheus (through the Prometheus Operator) scrapes Ray's metrics port of every Ray pod of ``env`` (the
+    serving replicas' application metrics, serve_apps.core.metrics; Serve's and Ray's own), and HAProxy's exporter
+    on the serving workers (the pods that name its port): the requests HAProxy refuses itself (queue full or timed
+    out) reach no replica, so only it counts them."""
     metadata = _metadata(env, f"{env.name}-ray", "monitoring")
     metadata["labels"].update(env.monitoring.labels)
     return {"apiVersion": POD_MONITOR.api_version, "kind": POD_MONITOR.kind, "metadata": metadata,
             "spec": {"selector": {"matchLabels": {"app.kubernetes.io/instance": env.name}},
-                     "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics",
-                                              "interval": env.monitoring.interval}]}}
+                     "podMetricsEndpoints": [
+                         {"port": "metrics", "path": "/metrics", "interval": env.monitoring.interval},
+                         {"port": "ingress-metrics", "path": "/metrics", "interval": env.monitoring.interval}]}}
 
 
 def ray_service(env: Environment, model_versions: Mapping[str, str] | None = None) -> dict:
@@ -135,7 +140,8 @@ def ray_service(env: Environment, model_versions: Mapping[str, str] | None = Non
     config = serve_config(env, model_versions)
     # HAProxy direct ingress through the project's wrapper, which bounds HAProxy's queue with the limits the Serve
     # config sets (README, Reliability); its stats and metrics listeners stay on the pod's interfaces.
-    haproxy = haproxy_environment(config, loopback=False, wrapper=PROJECT_DIR / "serve_apps" / "haproxy_wrapper.py")
+    haproxy = haproxy_environment(config, metrics_port=INGRESS_METRICS_PORT, loopback=False,
+                                  wrapper=PROJECT_DIR / "serve_apps" / "haproxy_wrapper.py")
     spec = {
         "serveConfigV2": yaml.safe_dump(config, sort_keys=False),
         "upgradeStrategy": {"type": serving.upgrade_strategy},
@@ -234,9 +240,11 @@ def _ray_cluster_spec(env: Environment, head: Pods, workers: list[WorkerGroup], 
                 "minReplicas": group.min_replicas,
                 "maxReplicas": group.max_replicas,
                 "rayStartParams": {"metrics-export-port": str(METRICS_PORT)},
-                "template": _pod_template(env, group, "ray-worker", component,
-                                          [metrics, *([{"containerPort": serve_port, "name": "serve"}]
-                                                      if serve_port else [])], extra_env),
+                # Serve runs HAProxy on the nodes that hold replicas, the workers: its port and its exporter's.
+                "template": _pod_template(env, group, "ray-worker", component, [metrics, *(
+                    [{"containerPort": serve_port, "name": "serve"},
+                     {"containerPort": INGRESS_METRICS_PORT, "name": "ingress-metrics"}] if serve_port else [])],
+                                          extra_env),
             }
             for group in workers
         ],

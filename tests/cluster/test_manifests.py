@@ -231,13 +231,14 @@ def test_every_pod_is_restricted_and_every_cluster_uses_token_auth(env):
 
 
 def test_only_the_serve_port_is_reachable_from_other_namespaces(env):
-    """And Ray's metrics port from Prometheus' namespace, where a PodMonitor is rendered."""
+    """And Ray's and HAProxy's metrics ports from Prometheus' namespace, where a PodMonitor is rendered."""
     policy = _by_kind(manifests.render(env, COMMIT))["NetworkPolicy"]["spec"]
     assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/instance": env.name}}
     same_namespace, operator, everyone, *monitoring = policy["ingress"]
     assert monitoring == ([{"from": [{"namespaceSelector": {"matchLabels": {
         "kubernetes.io/metadata.name": env.monitoring.prometheus_namespace}}}],
-        "ports": [{"protocol": "TCP", "port": 8080}]}] if env.monitoring.pod_monitor else [])
+        "ports": [{"protocol": "TCP", "port": 8080}, {"protocol": "TCP", "port": 9101}]}]
+        if env.monitoring.pod_monitor else [])
     assert same_namespace == {"from": [{"podSelector": {}}]}
     assert operator["ports"] == [{"protocol": "TCP", "port": 8265}]
     assert operator["from"][0]["namespaceSelector"]["matchLabels"] == {
@@ -245,19 +246,27 @@ def test_only_the_serve_port_is_reachable_from_other_namespaces(env):
     assert everyone == {"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": 8000}]}
 
 
-def test_prod_scrapes_the_named_metrics_port_of_every_ray_pod_and_dev_renders_no_pod_monitor():
+def test_prod_scrapes_ray_on_every_ray_pod_and_haproxy_on_serving_workers_and_dev_renders_no_pod_monitor():
     prod, dev = environments.load("prod"), environments.load("dev")
     assert "PodMonitor" not in _by_kind(manifests.render(dev, COMMIT))
     objects = manifests.render(prod, COMMIT)
     monitor = _by_kind(objects)["PodMonitor"]
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert monitor["spec"] == {"selector": {"matchLabels": {"app.kubernetes.io/instance": "destinations"}},
-                               "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}]}
+                               "podMetricsEndpoints": [
+                                   {"port": "metrics", "path": "/metrics", "interval": "15s"},
+                                   {"port": "ingress-metrics", "path": "/metrics", "interval": "15s"}]}
     clusters = [obj for obj in objects if obj["kind"] in ("RayService", "RayJob", "RayCluster")]
+    haproxy = {"containerPort": 9101, "name": "ingress-metrics"}
     for obj in clusters:
         for where, spec in _pod_specs(obj):
             if where != "submitter":  # a RayJob's submitter pod runs no Ray node
-                assert {"containerPort": 8080, "name": "metrics"} in spec["containers"][0]["ports"], (obj, where)
+                ports = spec["containers"][0]["ports"]
+                assert {"containerPort": 8080, "name": "metrics"} in ports, (obj, where)
+                # HAProxy runs where Serve's replicas run: the serving cluster's workers, with its exporter here
+                assert (haproxy in ports) == (obj["kind"] == "RayService" and where != "head"), (obj, where)
+    [worker] = [spec for where, spec in _pod_specs(_by_kind(objects)["RayService"]) if where != "head"]
+    assert {"name": "RAY_SERVE_HAPROXY_METRICS_PORT", "value": "9101"} in worker["containers"][0]["env"]
 
 
 def test_no_secret_values_are_rendered(env):

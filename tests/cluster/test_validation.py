@@ -287,8 +287,8 @@ POD_MONITOR_CASES = [
      "spec.selector.matchLabels: selects no Ray pod of these manifests, got {'app.kubernetes.io/instance': 'other'}; "
      "use the labels of the Ray pod templates"),
     ("unnamed-port", lambda o: o["spec"]["podMetricsEndpoints"][0].update(port="prometheus"),
-     "spec.podMetricsEndpoints[0].port: 13 of the 13 selected pod templates name no port 'prometheus'; name the Ray "
-     "container's metrics port so"),
+     "spec.podMetricsEndpoints[0].port: none of the 13 selected pod templates names a port 'prometheus'; name the "
+     "metrics port of the Ray container so"),
 ]
 
 

@@ -1,7 +1,7 @@
 """The serving core's metrics as a real Prometheus sees them: the session's Serve (HAProxy ingress) scraped on Ray's
-metrics port every second, with the alert rules of configs/monitoring loaded; known traffic in (good, bad and shed
-requests), exact series out, through Prometheus' query API. And a hot swap to a deliberately different model: its
-response shift is reported and, with a limit set, the version is refused."""
+metrics port and HAProxy's exporter every second, with the alert rules of configs/monitoring loaded; known traffic
+in (good, bad and shed requests), exact series out, through Prometheus' query API. And a hot swap to a deliberately
+different model: its response shift is reported and, with a limit set, the version is refused."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ UNKNOWN_CITY = 99_999_999  # requests_from appends it to every 7th trip
 
 @pytest.fixture(scope="module")
 def prometheus(serve_cluster, tmp_path_factory) -> Prometheus:
-    server = Prometheus(tmp_path_factory.mktemp("prometheus"), [f"127.0.0.1:{serve_cluster.metrics_port}"],
+    server = Prometheus(tmp_path_factory.mktemp("prometheus"),
+                        {"ray": [f"127.0.0.1:{serve_cluster.metrics_port}"],
+                         "haproxy": [f"127.0.0.1:{serve_cluster.haproxy_metrics_port}"]},
                         [MONITORING / "alerts.yaml"])
     yield server
     server.close()
@@ -119,15 +121,21 @@ def test_known_traffic_gives_exact_series_for_every_model(serve_cluster, serving
 def test_shed_requests_are_counted_as_the_clients_saw_them(serve_cluster, serving_store, both_models_store,
                                                            prometheus):
     """A 5 ms queueing budget and 16 batch requests of 1,024 rows at once (fewer than HAProxy lets through to the
-    replica, so that every 503 is the replica's): each 503 a client got is one in the metrics."""
+    replica, so that every 503 is the replica's): each 503 a client got is one in the replica's metrics, and one in
+    HAProxy's exporter, which counts every answer of the ingress (its own refusals too: IngressShedding)."""
     status = deploy_both(serve_cluster, serving_store, both_models_store, serving_store.good,
                          destinations_args={"queue_budget_ms": 5})
     body = {"requests": requests_from(serving_store.vocabulary(), 1024, seed=2)}
+    before = wait_for(lambda: ingress_5xx(serve_cluster), what="HAProxy to route to the new replica only")
     with httpx.Client(base_url=f"http://127.0.0.1:{serve_cluster.http_port}", timeout=60) as client:
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             codes = list(pool.map(lambda _: client.post("/destinations/recommend/batch", json=body).status_code,
                                   range(16)))
     assert set(codes) <= {200, 503} and 503 in codes, codes
+    after = ingress_5xx(serve_cluster)
+    assert after == (before[0], before[1] + codes.count(503)), (before, after)
+    prometheus.wait_for_value('haproxy_frontend_http_responses_total{job="haproxy", proxy="http_frontend", '
+                              'code="5xx"}', after[1])
     d = lambda **labels: series("destinations", status["replica"], **labels)  # noqa: E731
     prometheus.wait_for_value(f'ray_recsys_request_seconds_count{{{d(route="/recommend/batch", code="503")}}}',
                               codes.count(503))
@@ -178,6 +186,20 @@ def test_a_different_model_shows_its_shift_and_is_refused_beyond_the_limit(serve
     assert not taken["response_shift"]["refused"]
     prometheus.wait_for_value(f'ray_recsys_model_info{{{d(version=again)}}}', 1)
     prometheus.wait_for_value(f'ray_recsys_model_behind_target{{{d()}}}', 0)
+
+
+def ingress_5xx(cluster) -> tuple[float, float] | None:
+    """HAProxy's start time and the 5xx answers of its HTTP frontend so far, read from its exporter; None while it
+    lists another destination replica than one (Ray reloads HAProxy when the replicas change, and a reload starts
+    its counters again)."""
+    text = httpx.get(f"http://127.0.0.1:{cluster.haproxy_metrics_port}/metrics", timeout=10).text
+    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line and not line.startswith("#")}
+    replica = 'haproxy_server_status{proxy="http-destinations",server="SERVE_REPLICA_'
+    if len({name.split(",")[1] for name in values if name.startswith(replica)}) != 1:
+        return None
+    return (values["haproxy_process_start_time_seconds"],
+            values['haproxy_frontend_http_responses_total{proxy="http_frontend",code="5xx"}'])
 
 
 def swap_config(cluster, serving_store, both_models_store, version: str, **user_config) -> dict:
