@@ -87,11 +87,14 @@ def test_a_bad_row_among_coalesced_calls_fails_only_its_caller(serve_cluster, se
 def test_shed_requests_are_retried_until_answered(serve_cluster, serving_store):
     """A replica with a 15 ms queueing budget sheds part of 32 concurrent requests with 503 + Retry-After; the
     client retries each until it is answered, within its deadline."""
+    deploy_version(serve_cluster, serving_store.uri, serving_store.good)
+    trips = requests_from(serving_store.vocabulary(), 400, seed=10)
+    # Asked before the budget shrinks: a lone request that no client retries could be shed too.
+    expected = [recommend(serve_cluster, trip).json()["cities"] for trip in trips[:20]]
     serve_deploy(serve_cluster, serve_config(serve_cluster, serving_store.uri, serving_store.good,
                                              args={"queue_budget_ms": 15}))
     wait_for(lambda: (s := httpx.get(f"{serve_cluster.url}/model", timeout=10)).status_code == 200
              and s.json()["queue_budget_ms"] == 15, what="the replica with a 15 ms budget")
-    trips = requests_from(serving_store.vocabulary(), 400, seed=10)
     counting = Counting()
     # One row per request and 32 at once: the replica's queue, not the model, is what fills.
     options = ClientOptions(max_rows=1, max_in_flight=32, retry=RetryPolicy(deadline_s=300, backoff_s=0.02))
@@ -104,7 +107,7 @@ def test_shed_requests_are_retried_until_answered(serve_cluster, serving_store):
         answers = asyncio.run(calls())
         assert counting.shed > 0, "the replica shed nothing: the test did not exercise retries"
         assert len(counting.sent) >= len(trips) + counting.shed
-        assert [a.cities for a in answers[:20]] == [recommend(serve_cluster, t).json()["cities"] for t in trips[:20]]
+        assert [a.cities for a in answers[:20]] == expected
     finally:  # the usual budget again, for the tests after this one
         serve_deploy(serve_cluster, serve_config(serve_cluster, serving_store.uri, serving_store.good))
         wait_for(lambda: (s := httpx.get(f"{serve_cluster.url}/model", timeout=10)).status_code == 200
