@@ -12,6 +12,7 @@ import time
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from recsys.artifact_store import ModelStore
 from tests.prometheus import Prometheus
@@ -193,13 +194,15 @@ def ingress_5xx(cluster) -> tuple[float, float] | None:
     lists another destination replica than one (Ray reloads HAProxy when the replicas change, and a reload starts
     its counters again)."""
     text = httpx.get(f"http://127.0.0.1:{cluster.haproxy_metrics_port}/metrics", timeout=10).text
-    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-              if line and not line.startswith("#")}
-    replica = 'haproxy_server_status{proxy="http-destinations",server="SERVE_REPLICA_'
-    if len({name.split(",")[1] for name in values if name.startswith(replica)}) != 1:
+    samples = [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+    replicas = {s.labels["server"] for s in samples if s.name == "haproxy_server_status"
+                and s.labels["proxy"] == "http-destinations" and s.labels["server"].startswith("SERVE_REPLICA_")}
+    if len(replicas) != 1:
         return None
-    return (values["haproxy_process_start_time_seconds"],
-            values['haproxy_frontend_http_responses_total{proxy="http_frontend",code="5xx"}'])
+    [started] = [s.value for s in samples if s.name == "haproxy_process_start_time_seconds"]
+    [answered] = [s.value for s in samples if s.name == "haproxy_frontend_http_responses_total"
+                  and s.labels == {"proxy": "http_frontend", "code": "5xx"}]
+    return started, answered
 
 
 def swap_config(cluster, serving_store, both_models_store, version: str, **user_config) -> dict:
