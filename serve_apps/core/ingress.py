@@ -11,6 +11,7 @@ RayService (``cluster``). HAProxy runs through :mod:`serve_apps.haproxy_wrapper`
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -24,11 +25,15 @@ MAX_RUN_DIR_LENGTH = 97 - len("/" + "0" * 56 + "/admin.sock")
 def haproxy_limits(serve_config: dict) -> dict[str, dict[str, int]]:
     """Per application, what HAProxy enforces in front of its ingress deployment (the first one listed):
 
-    * ``maxconn``: requests in flight per replica, the deployment's ``max_ongoing_requests`` (more would only
-      queue inside the replica, where nothing can time or shed them);
+    * ``maxconn``: the most requests in flight per replica, the deployment's ``max_ongoing_requests`` (more would
+      only queue inside the replica, where nothing can time or shed them);
     * ``queue_ms``: the longest a request waits in HAProxy's queue, the app's ``args.queue_budget_ms``;
-    * ``maxqueue``: queued requests per replica beyond which new ones are refused at once, the deployment's
-      ``max_queued_requests`` (0: no such bound).
+    * ``maxqueue``: the most queued requests per replica, beyond which new ones are refused at once, the
+      deployment's ``max_queued_requests`` (0: no such bound);
+    * ``target_ms``: how long a request should be in a replica, the app's ``args.inflight_target_ms``, from which
+      HAProxy's controller sets each replica's limit and the queue's room below those bounds;
+    * ``held``: requests per replica, in flight and queued, that HAProxy holds before it refuses any at once, the
+      deployment's ``target_ongoing_requests`` (0 without autoscaling).
     """
     limits = {}
     for application in serve_config.get("applications", []):
@@ -39,6 +44,8 @@ def haproxy_limits(serve_config: dict) -> dict[str, dict[str, int]]:
             "maxconn": int(ingress.get("max_ongoing_requests", 0)),
             "queue_ms": options.queue_budget_ms,
             "maxqueue": max(int(ingress.get("max_queued_requests", -1)), 0),
+            "target_ms": options.inflight_target_ms,
+            "held": math.ceil((ingress.get("autoscaling_config") or {}).get("target_ongoing_requests", 0)),
         }
     return limits
 

@@ -8,11 +8,14 @@ without restarting replicas. :class:`ReplicaOptions` are the application's ``arg
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from recsys.artifact_store import LATEST
 from recsys.loaded_model import LoadOptions, split_model_uri
 from recsys.manifest import check_name
+
+# What every autoscaled deployment names as autoscaling_config.policy.policy_function (serve_apps.core.demand).
+AUTOSCALING_POLICY = "serve_apps.core.demand:demand_policy"
 
 
 class ModelSettings(BaseModel):
@@ -60,8 +63,21 @@ class IngressOptions(BaseModel):
 
     queue_budget_ms: int = Field(100, ge=1, le=60_000, description="longest a request may wait before a replica "
                                                                     "takes it up; later: 503 with Retry-After")
+    inflight_target_ms: int = Field(25, ge=0, le=30_000,
+                                    description="how long a request should be in a replica: while HAProxy turns "
+                                                "requests away it sends each replica as many at once as it finishes "
+                                                "in this time (at most max_ongoing_requests), and queues a request "
+                                                "only if it can be taken up within queue_budget_ms minus twice this; "
+                                                "0: fixed limits")
     metrics: bool = Field(True, description="export the application metrics (serve_apps.core.metrics); off only "
                                             "to measure what they cost")
+
+    @model_validator(mode="after")
+    def _target_within_budget(self) -> IngressOptions:
+        if 2 * self.inflight_target_ms >= self.queue_budget_ms:
+            raise ValueError(f"inflight_target_ms: must be below half of queue_budget_ms ({self.queue_budget_ms}), "
+                             f"got {self.inflight_target_ms}; a queued request would have no time left to wait")
+        return self
 
 
 class ReplicaOptions(LoadOptions, IngressOptions):

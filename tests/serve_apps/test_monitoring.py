@@ -48,7 +48,9 @@ def deploy_both(cluster, serving_store, both_models_store, destinations_version:
     base = f"http://127.0.0.1:{cluster.http_port}"
     wait_for(lambda: httpx.get(f"{base}/accommodations/model", timeout=10).status_code == 200, timeout=180,
              what="the ranking model")
-    wanted = {**(destinations_args or {}), **destinations_config}
+    # The replica reports its own settings; the in-flight target is HAProxy's.
+    args = {key: value for key, value in (destinations_args or {}).items() if key != "inflight_target_ms"}
+    wanted = {**args, **destinations_config}
     return wait_for(lambda: (s := model_status(cluster)) and s["version"] == destinations_version
                     and all(s.get(key) == value for key, value in wanted.items()) and s,
                     timeout=180, what=f"destinations version {destinations_version}")
@@ -124,8 +126,9 @@ def test_shed_requests_are_counted_as_the_clients_saw_them(serve_cluster, servin
     """A 5 ms queueing budget and 16 batch requests of 1,024 rows at once (fewer than HAProxy lets through to the
     replica, so that every 503 is the replica's): each 503 a client got is one in the replica's metrics, and one in
     HAProxy's exporter, which counts every answer of the ingress (its own refusals too: IngressShedding)."""
+    # HAProxy's limits are the session's, set when Ray started: the args need no in-flight target with this budget.
     status = deploy_both(serve_cluster, serving_store, both_models_store, serving_store.good,
-                         destinations_args={"queue_budget_ms": 5})
+                         destinations_args={"queue_budget_ms": 5, "inflight_target_ms": 0})
     body = {"requests": requests_from(serving_store.vocabulary(), 1024, seed=2)}
     before = wait_for(lambda: ingress_5xx(serve_cluster), what="HAProxy to route to the new replica only")
     with httpx.Client(base_url=f"http://127.0.0.1:{serve_cluster.http_port}", timeout=60) as client:

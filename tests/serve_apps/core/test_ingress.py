@@ -15,20 +15,21 @@ PRODUCTION = yaml.safe_load((ROOT / "configs" / "serve" / "production.yaml").rea
 
 
 @pytest.mark.parametrize(("config", "expected"), [
-    (LOCAL, {"destinations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32},
-             "accommodations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32},
-             "trips": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32}}),
-    (PRODUCTION, {"destinations": {"maxconn": 64, "queue_ms": 100, "maxqueue": 64},
-                  "accommodations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32},
-                  "trips": {"maxconn": 64, "queue_ms": 100, "maxqueue": 64}}),
+    (LOCAL, {"destinations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32, "target_ms": 25, "held": 16},
+             "accommodations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32, "target_ms": 25, "held": 16},
+             "trips": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32, "target_ms": 0, "held": 16}}),
+    (PRODUCTION, {"destinations": {"maxconn": 64, "queue_ms": 100, "maxqueue": 64, "target_ms": 25, "held": 32},
+                  "accommodations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32, "target_ms": 25, "held": 16},
+                  "trips": {"maxconn": 64, "queue_ms": 100, "maxqueue": 64, "target_ms": 0, "held": 32}}),
 ], ids=["local", "production"])
 def test_limits_come_from_the_ingress_deployment_and_the_app_args(config, expected):
     assert haproxy_limits(config) == expected
 
 
-def test_an_app_without_limits_gets_none_but_the_default_budget():
+def test_an_app_without_limits_gets_none_but_the_default_budget_and_target():
     config = {"applications": [{"name": "echo", "import_path": "x:y", "deployments": [{"name": "Echo"}]}]}
-    assert haproxy_limits(config) == {"echo": {"maxconn": 0, "queue_ms": 100, "maxqueue": 0}}
+    assert haproxy_limits(config) == {"echo": {"maxconn": 0, "queue_ms": 100, "maxqueue": 0, "target_ms": 25,
+                                               "held": 0}}
 
 
 def test_the_environment_keeps_state_private_and_runs_haproxy_through_the_wrapper(short_tmp):

@@ -38,6 +38,23 @@ def test_replica_options_defaults_and_validation():
         ReplicaOptions(load_attempts=0)
 
 
+@pytest.mark.parametrize(("args", "error"), [
+    ({"queue_budget_ms": 100, "inflight_target_ms": 25}, None),
+    ({"queue_budget_ms": 100, "inflight_target_ms": 0}, None),
+    ({"queue_budget_ms": 100, "inflight_target_ms": 49}, None),
+    ({"queue_budget_ms": 100, "inflight_target_ms": 50},
+     r"inflight_target_ms: must be below half of queue_budget_ms \(100\), got 50; a queued request would have no "
+     r"time"),
+    ({"inflight_target_ms": -1}, "inflight_target_ms"),
+], ids=["adaptive", "fixed", "just-below-half", "half-the-budget", "negative"])
+def test_the_in_flight_target_must_leave_the_queue_some_of_the_budget(args, error):
+    if error is None:
+        assert ReplicaOptions(**args).inflight_target_ms == args["inflight_target_ms"]
+    else:
+        with pytest.raises(ValidationError, match=error):
+            ReplicaOptions(**args)
+
+
 @pytest.mark.parametrize("name", ["local.yaml", "production.yaml"])
 def test_shipped_serve_configs_are_valid(name):
     config = yaml.safe_load((ROOT / "configs" / "serve" / name).read_text())
