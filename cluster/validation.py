@@ -24,7 +24,7 @@ from cluster.crd_schema import CrdSchemas, admit
 from cluster.errors import ClusterError
 from cluster.resources import POD_MONITOR, RAY_CLUSTER, RAY_JOB, RAY_SERVICE, custom_kind, kuberay_kind
 from serve_apps.applications import APPLICATIONS
-from serve_apps.core.settings import ModelSettings, TripsOptions
+from serve_apps.core.settings import AUTOSCALING_POLICY, ModelSettings, TripsOptions
 
 ClusterRule = Callable[[dict, str], Iterator[str]]
 ObjectRule = Callable[[dict], Iterator[str]]
@@ -261,21 +261,24 @@ def rule_serve_config(obj: dict) -> Iterator[str]:
                f"reach it from outside the container), got {host!r}; set it")
 
 
-def rule_autoscaling_below_concurrency_limit(obj: dict) -> Iterator[str]:
-    # HAProxy sends a replica at most max_ongoing_requests at once and keeps the rest in its own queue, which the
-    # autoscaler does not see: a target at or above that limit is never exceeded, so replicas would never be added.
+def rule_autoscaling_on_demand(obj: dict) -> Iterator[str]:
+    # HAProxy caps what a replica has in flight (max_ongoing_requests, fewer while it is slow) and refuses what its
+    # queue has no room for: Serve's default policy, which counts requests in flight, would not see an overload.
     try:
         config = yaml.safe_load(obj["spec"].get("serveConfigV2") or "") or {}
     except yaml.YAMLError:
         return  # rule_serve_config reports it
     for application in config.get("applications") or []:
         for deployment in application.get("deployments") or []:
-            target = (deployment.get("autoscaling_config") or {}).get("target_ongoing_requests")
-            limit = deployment.get("max_ongoing_requests")
-            if target is not None and limit is not None and target >= limit:
+            autoscaling = deployment.get("autoscaling_config")
+            if autoscaling is None:
+                continue
+            policy = (autoscaling.get("policy") or {}).get("policy_function", "the default policy")
+            if policy != AUTOSCALING_POLICY:
                 yield (f"spec.serveConfigV2.applications.{application.get('name')}.deployments."
-                       f"{deployment.get('name')}.autoscaling_config.target_ongoing_requests: must be below "
-                       f"max_ongoing_requests ({limit}), got {target}; lower the target or raise the limit")
+                       f"{deployment.get('name')}.autoscaling_config.policy.policy_function: must be "
+                       f"{AUTOSCALING_POLICY} behind HAProxy (its limits cap the requests in flight other policies "
+                       f"count), got {policy!r}; set it")
 
 
 def rule_serve_applications(obj: dict) -> Iterator[str]:
@@ -416,7 +419,7 @@ OBJECT_RULES: dict[str, list[ObjectRule]] = {
     RAY_CLUSTER.kind: [rule_name],
     RAY_SERVICE.kind: [rule_name, rule_upgrade_strategy, rule_head_service_unnamed, rule_serve_config,
                        rule_serve_applications, rule_serve_gpus_fit_the_cluster,
-                       rule_autoscaling_below_concurrency_limit, rule_deletion_delay],
+                       rule_autoscaling_on_demand, rule_deletion_delay],
     RAY_JOB.kind: [rule_name, rule_ttl_needs_shutdown, rule_job_cluster, rule_job_limits, rule_runtime_env,
                    rule_submitter_security],
 }

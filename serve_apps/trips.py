@@ -30,6 +30,7 @@ from recsys.trip_answer import NextStays, property_searches
 from serve_apps.accommodations import search_columns
 from serve_apps.core.arrow_body import joined, split
 from serve_apps.core.deadline import QueueBudget
+from serve_apps.core.demand import autoscaling_stats
 from serve_apps.core.metrics import ReplicaMetrics
 from serve_apps.core.errors import DependencyUnavailable, InvalidRows, documented_responses
 from serve_apps.core.fields import Date, Id, Integer, Text
@@ -111,6 +112,9 @@ class Trips:
         api.state.metrics = ReplicaMetrics(options.metrics)
         self._options = options
         self._handles: dict[tuple[str, str], DeploymentHandle] = {}
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        return autoscaling_stats(api.state.demand)
 
     @api.post("/recommend", response_model=TripResponse, responses=ERRORS)
     async def recommend(self, trip: TripRequest) -> TripResponse:

@@ -47,7 +47,7 @@ class EnforceQueueBudget:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         budget: QueueBudget | None = getattr(scope["app"].state, "queue_budget", None)
         if scope["type"] == "http" and scope["method"] == "POST" and budget is not None:
-            arrived = _arrival(next((value for name, value in scope["headers"] if name == REQUEST_START), None))
+            arrived = arrival(next((value for name, value in scope["headers"] if name == REQUEST_START), None))
             if arrived is not None:
                 waited_s = time.time() - arrived
                 if waited_s > budget.seconds:
@@ -68,7 +68,7 @@ def expired(waited_s: float, budget_s: float) -> Overloaded:
     return Overloaded(f"queued {waited_s * 1000:.0f} ms, over the budget of {budget_s * 1000:.0f} ms; retry")
 
 
-def _arrival(stamp: bytes | None) -> float | None:
+def arrival(stamp: bytes | None) -> float | None:
     """Seconds since the epoch of a ``t=<milliseconds since epoch>`` stamp, or None without one (or a foreign one)."""
     if not stamp or not stamp.startswith(b"t="):
         return None

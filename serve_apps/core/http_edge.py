@@ -11,17 +11,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_apps.core import errors
 from serve_apps.core.deadline import EnforceQueueBudget
+from serve_apps.core.demand import DemandMeter, MeasureDemand
 from serve_apps.core.media_types import require_media_type
 
 
 def ingress_api(title: str, description: str, max_body_bytes: int) -> FastAPI:
     """The FastAPI app of an ingress deployment: the queueing budget (503, before anything else), a body size limit
-    (413), 415 for bodies it does not read, the error handlers, and request metrics around all of it (the
-    deployment sets ``app.state.metrics``, a :class:`serve_apps.core.metrics.ReplicaMetrics`)."""
+    (413), 415 for bodies it does not read, the error handlers, the demand it reports to the autoscaler
+    (``app.state.demand``) and request metrics around all of it (the deployment sets ``app.state.metrics``, a
+    :class:`serve_apps.core.metrics.ReplicaMetrics`)."""
     api = FastAPI(title=title, version="1", description=description, max_body_size=max_body_bytes,
                   dependencies=[Depends(require_media_type)])
     errors.install(api)
+    api.state.demand = DemandMeter()
     api.add_middleware(EnforceQueueBudget)
+    api.add_middleware(MeasureDemand)  # outside the budget: a request it refuses was in the system too
     api.add_middleware(RecordRequests)  # added last: outermost, so it sees the budget's 503s too
     return api
 

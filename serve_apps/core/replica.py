@@ -20,6 +20,7 @@ whatever its body was: :mod:`serve_apps.core.arrow_body`); :meth:`ModelReplica.u
 * caps TensorFlow's GPU memory to the replica's fraction of the card (:mod:`recsys.gpu`);
 * reports its model (``GET /<route>/model``, :class:`~serve_apps.core.status.ModelStatus`), and fails
   ``check_health`` while it has none;
+* reports its demand to the autoscaler (:mod:`serve_apps.core.demand`);
 * exports metrics (:mod:`serve_apps.core.metrics`): its version, loads, model calls, requests, out-of-vocabulary
   inputs and the distribution of its answers; and before a hot swap compares the new version's answers to recent
   requests with the serving one's (:mod:`serve_apps.core.response_shift`), refusing it beyond the settings' limits.
@@ -44,6 +45,7 @@ from recsys.loaded_model import LoadedModel, OpenRuntime, R
 from serve_apps.core.arrow_body import VERSION_METADATA, RequestColumns, joined, split
 from serve_apps.core.errors import InvalidRows, ModelCallFailed, ModelNotReady
 from serve_apps.core.deadline import QueueBudget, deadline
+from serve_apps.core.demand import autoscaling_stats
 from serve_apps.core.lane import InferenceLane
 from serve_apps.core.metrics import ReplicaMetrics
 from serve_apps.core.response_shift import MIN_ROWS, RecentRequests, ResponseShift, ShiftTooLarge, beyond_limits, \
@@ -108,6 +110,9 @@ class ModelReplica(Generic[R]):
     def check_health(self) -> None:
         if self._slot.current is None:
             raise ModelNotReady("no model loaded")
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        return autoscaling_stats(self.api.state.demand)
 
     async def infer(self, rows: pa.RecordBatch) -> pa.RecordBatch:
         """The answers to ``rows`` (request columns) in order, with a ``model_version`` column and the version(s)

@@ -174,11 +174,11 @@ OBJECT_CASES = [
      lambda o: o["spec"].update(serveConfigV2=o["spec"]["serveConfigV2"].replace("host: 0.0.0.0", "host: 127.0.0.1")),
      "spec.serveConfigV2.http_options.host: must be 0.0.0.0 in a pod (the Serve Service and probes reach it from "
      "outside the container), got '127.0.0.1'; set it"),
-    ("autoscaling-below-limit", "RayService", validation.rule_autoscaling_below_concurrency_limit,
-     lambda o: o["spec"].update(serveConfigV2=o["spec"]["serveConfigV2"].replace(
-         "target_ongoing_requests: 32", "target_ongoing_requests: 64")),
-     "spec.serveConfigV2.applications.destinations.deployments.Destinations.autoscaling_config."
-     "target_ongoing_requests: must be below max_ongoing_requests (64), got 64; lower the target or raise the limit"),
+    ("autoscaling-on-demand", "RayService", validation.rule_autoscaling_on_demand,
+     serve_edit(lambda apps: apps["accommodations"]["deployments"][0]["autoscaling_config"].pop("policy")),
+     "spec.serveConfigV2.applications.accommodations.deployments.Accommodations.autoscaling_config.policy."
+     "policy_function: must be serve_apps.core.demand:demand_policy behind HAProxy (its limits cap the requests in "
+     "flight other policies count), got 'the default policy'; set it"),
     ("serve-import-path", "RayService", validation.rule_serve_applications,
      serve_edit(lambda apps: apps["trips"].update(import_path="serve_apps.trip:app")),
      "spec.serveConfigV2.applications.trips.import_path: not an application of this project, got "
