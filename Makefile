@@ -118,8 +118,8 @@ bench: install $(HDFS_HARNESS) models
 	$(PY) -m bench.client
 	$(PY) -m bench.metrics_overhead
 
-# The served model under bad input, overload (2x, 10x), a replica SIGKILL and a hot swap (~8 minutes on 2 cores);
-# writes bench/results/reliability.*
+# The served model under bad input, overload (2x, 10x; with adaptive and with fixed limits), a replica SIGKILL and a
+# hot swap (~10 minutes on 2 cores); writes bench/results/reliability.*
 bench-reliability: install models
 	$(PY) -m bench.reliability
 

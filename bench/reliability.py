@@ -1,6 +1,6 @@
 """Reliability benchmark: the served destination model under bad input, overload and faults, as `make run` serves it.
 
-    python -m bench.reliability            (make bench-reliability; about 8 minutes on 2 cores)
+    python -m bench.reliability            (make bench-reliability; about 10 minutes on 2 cores)
 
 One server (configs/serve/local.yaml through serve_apps.local: HAProxy direct ingress, 1-2 autoscaled replicas),
 pointed at a copy of the local model in a store of its own, and one load generator (vegeta, bench/loadgen.py):
@@ -8,16 +8,19 @@ pointed at a copy of the local model in a store of its own, and one load generat
 1. capacity: 16 closed-loop clients;
 2. poison mix: 4 clients sending an id beyond int64 beside 16 sending valid trips (the valid ones must all be 200);
 3. overload: open loop at 2x and 10x the capacity, and 1,500 closed-loop clients that retry at once: the share of
-   200 / 503 / errors, p50 and p99 of the 200s and of the 503s, time to the first 503, Retry-After on the 503s;
+   200 / 503 / errors, p50 and p99 of the 200s (also once the first second, in which HAProxy's limits settle, is
+   over) and of the 503s, time to the first 503, Retry-After on the 503s, and HAProxy's limit per replica over time;
 4. autoscaling: how long 2x overload takes until a second replica takes traffic (HAProxy's stats: the replicas
    it routes to, up, with sessions);
 5. replica SIGKILL under 16 clients: failed requests, seconds until a replacement replica takes traffic;
 6. hot swap under half the autoscaling target's clients (the headroom replicas run with): a new version published
    as LATEST; failed requests (must be 0), seconds until every replica answers with it.
 
-Latencies are measured twice: by the load generator (what a client sees, including the generator's own delays when
-it competes for the same 2 cores), and by HAProxy (its log line of every request, accept to last byte, with the time
-queued; ``RECSYS_HAPROXY_TIMING_LOG``), which is what the server itself does.
+Before all of it, the overload points run once more on a server of their own with fixed limits (``--fixed-limits``:
+``inflight_target_ms`` 0), for comparison. Latencies are measured twice: by the load generator (what a client sees,
+including the generator's own delays when it competes for the same 2 cores), and by HAProxy (its log line of every
+request, accept to last byte, with the time queued; ``RECSYS_HAPROXY_TIMING_LOG``), which is what the server itself
+does.
 
 Results go to bench/results/reliability.{json,md,png}; the server's log to bench/results/raw/. A partial run
 (``--only``) writes to bench/results/raw/ instead.
@@ -64,6 +67,8 @@ SECTIONS = ("poison", "overload", "autoscaling", "kill", "swap")
 log = logging.getLogger("bench.reliability")
 # HAProxy's HTTP log line: ... TR/Tw/Tc/Tr/Ta status ...  (Tw: time queued; Ta: accept to last byte; ms)
 _TIMERS = re.compile(r" -?\d+/(-?\d+)/-?\d+/-?\d+/\+?(\d+) (\d{3}) ")
+VEGETA_NICENESS = min(2 * loadgen.NICENESS, 19)
+SETTLE_S = 1.0  # the first second of a load point: the controller's limits settle (serve_apps/adaptive_limits.lua)
 
 
 class HAProxyTimings:
@@ -89,12 +94,40 @@ class HAProxyTimings:
         for received, line in self._lines:
             match = _TIMERS.search(line.decode(errors="replace")) if started <= received <= ended else None
             if match:
-                rows.append((int(match[3]), int(match[1]), int(match[2])))
+                rows.append((int(match[3]), int(match[1]), int(match[2]), received))
         ok = np.array([r[2] for r in rows if r[0] == 200])
         queued = np.array([max(r[1], 0) for r in rows if r[0] == 200])
+        settled = np.array([r[2] for r in rows if r[0] == 200 and r[3] >= started + SETTLE_S])
         return {"requests": len(rows),
                 "p50_ok_ms": _percentile(ok, 50), "p99_ok_ms": _percentile(ok, 99),
-                "p99_ok_queued_ms": _percentile(queued, 99), "max_ok_ms": _percentile(ok, 100)}
+                "p99_ok_queued_ms": _percentile(queued, 99), "max_ok_ms": _percentile(ok, 100),
+                "p99_ok_settled_ms": _percentile(settled, 99)}
+
+
+class LimitSampler:
+    """HAProxy's limit on each destinations replica (the controller's ``maxconn``) and its requests in flight,
+    read from the stats page every ``period_s`` while a load runs: (seconds since start, replica, limit, in flight)."""
+
+    def __init__(self, period_s: float = 0.25) -> None:
+        self.period_s = period_s
+        self.samples: list[tuple[float, str, int, int]] = []
+        self._stop = threading.Event()
+        self._started = time.time()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LimitSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            at = round(time.time() - self._started, 2)
+            for row in _replica_rows():
+                self.samples.append((at, row["svname"], int(row["slim"] or 0), int(row["scur"] or 0)))
 
 
 def _percentile(values: np.ndarray, q: float) -> float | None:
@@ -105,12 +138,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10, help="length of each load point")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these parts (default: all)")
+    parser.add_argument("--fixed-limits", action="store_true",
+                        help="serve with inflight_target_ms 0: HAProxy's limits as the config sets them, never adapted")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     RAW.mkdir(parents=True, exist_ok=True)
+    # The same overload points with fixed limits, for comparison; first, from a process still at the niceness the
+    # server below starts with (this one lowers its own once that server is up).
+    fixed = _fixed_limits_run(args.seconds) if not args.only else None
     store, versions = _bench_store()
-    config = _config(store)
+    config = _config(store, fixed_limits=args.fixed_limits)
     serve_config = yaml.safe_load(config.read_text())["applications"][0]
     target = serve_config["deployments"][0]["autoscaling_config"]["target_ongoing_requests"]
     vocabulary = Vocabulary.model_validate_json(store.read_file(MODEL, versions[0], VOCABULARY_FILE))
@@ -125,8 +163,10 @@ def main() -> None:
     try:
         servers.wait_ready("serve", process, lambda: httpx.post(f"{URL}/recommend", json=bodies[0],
                                                                 timeout=10).status_code == 200, log_path)
-        # This process decodes every answer: it must not take the cores from the server it measures (started first,
-        # so the server keeps its own niceness).
+        # This process receives HAProxy's log line of every request and decodes every answer: it must not take the
+        # cores from the server it measures (started first, so the server keeps its own niceness). vegeta, started
+        # from here with loadgen's own increment, runs at VEGETA_NICENESS: below the replicas, as a load generator
+        # on other machines would not compete with them at all.
         os.nice(loadgen.NICENESS)
         loadgen.closed_loop(good, 16, 5)  # warm connections and caches
         results = run(good, bad, store, versions, args.seconds, set(args.only or SECTIONS), timings,
@@ -138,12 +178,16 @@ def main() -> None:
         "ran_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "config": {"queue_budget_ms": serve_config["args"]["queue_budget_ms"],
+                   "inflight_target_ms": serve_config["args"]["inflight_target_ms"],
+                   "vegeta_niceness": VEGETA_NICENESS,
                    **{k: serve_config["deployments"][0][k] for k in ("max_ongoing_requests", "max_queued_requests")},
                    "target_ongoing_requests": target},
         **results,
+        **({"fixed_limits": fixed} if fixed else {}),
     }
     out = RAW if args.only else RESULTS  # a partial run never replaces the full results
-    (out / "reliability.json").write_text(json.dumps(summary, indent=2))
+    (out / ("reliability-fixed-limits.json" if args.fixed_limits else "reliability.json")).write_text(
+        json.dumps(summary, indent=2))
     if not args.only:
         (out / "reliability.md").write_text(markdown(summary))
         plot(summary, out / "reliability.png")
@@ -168,11 +212,12 @@ def run(good: Path, bad: Path, store: ModelStore, versions: list[str], seconds: 
                                    ("10x", "open", 10 * capacity.ok_per_second),
                                    ("1500 clients", "closed", 1500)):
             started = time.time()
-            result = loadgen.breakdown(good, mode, round(level), seconds)
+            with LimitSampler() as limits:
+                result = loadgen.breakdown(good, mode, round(level), seconds)
             server = timings.during(started, time.time())
-            log.info("overload %s: %s, p99 of 200s %s ms (server side %s ms)", label, result.statuses,
-                     result.p99_ok_ms, server["p99_ok_ms"])
-            results["overload"][label] = {**result.to_dict(), "server": server}
+            log.info("overload %s: %s, p99 of 200s %s ms (server side %s ms, after the first second %s ms)", label,
+                     result.statuses, result.p99_ok_ms, server["p99_ok_ms"], server["p99_ok_settled_ms"])
+            results["overload"][label] = {**result.to_dict(), "server": server, "limits": limits.samples}
     if "autoscaling" in sections:
         results["autoscaling"] = _autoscaling(good, capacity.ok_per_second)
         log.info("autoscaling: %s", results["autoscaling"])
@@ -257,15 +302,17 @@ def _hot_swap(good: Path, store: ModelStore, versions: list[str], clients: int, 
 
 def _routed_replicas() -> dict[str, int]:
     """Replicas HAProxy routes the app to and holds up, with the requests each has been sent (its stats page)."""
+    return {row["svname"]: int(row["stot"] or 0) for row in _replica_rows() if row["status"] == "UP"}
+
+
+def _replica_rows() -> list[dict[str, str]]:
+    """HAProxy's stats page rows of the app's replicas."""
     try:
         rows = httpx.get(STATS, timeout=5).text.lstrip("# ").splitlines()
     except httpx.HTTPError:
-        return {}
-    found = {}
-    for row in csv.DictReader(rows):
-        if row["pxname"] == "http-destinations" and row["svname"].startswith("SERVE_REPLICA") and row["status"] == "UP":
-            found[row["svname"]] = int(row["stot"] or 0)
-    return found
+        return []
+    return [row for row in csv.DictReader(rows)
+            if row["pxname"] == "http-destinations" and row["svname"].startswith("SERVE_REPLICA")]
 
 
 def _replicas(probes: int = 20) -> dict[str, str]:
@@ -304,10 +351,21 @@ def _bench_store() -> tuple[ModelStore, list[str]]:
     return store, versions
 
 
-def _config(store: ModelStore) -> Path:
-    """configs/serve/local.yaml, serving the benchmark's store."""
+def _fixed_limits_run(seconds: float) -> dict:
+    """Capacity and the overload points on a server whose HAProxy limits never adapt (another process, so that its
+    server starts at the niceness this one's does)."""
+    subprocess.run([sys.executable, "-m", "bench.reliability", "--only", "overload", "--fixed-limits",
+                    "--seconds", str(seconds)], cwd=ROOT, check=True)
+    run = json.loads((RAW / "reliability-fixed-limits.json").read_text())
+    return {"config": run["config"], "capacity": run["capacity"], "overload": run["overload"]}
+
+
+def _config(store: ModelStore, fixed_limits: bool = False) -> Path:
+    """configs/serve/local.yaml, serving the benchmark's store (with fixed HAProxy limits if asked)."""
     config = yaml.safe_load((ROOT / "configs" / "serve" / "local.yaml").read_text())
     config["applications"][0]["deployments"][0]["user_config"]["model_uri"] = f"{store.uri}/{MODEL}"
+    if fixed_limits:
+        config["applications"][0]["args"]["inflight_target_ms"] = 0
     path = WORK / "serve.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -318,10 +376,11 @@ def markdown(summary: dict) -> str:
     valid, bad = summary["poison"]["valid"], summary["poison"]["bad"]
     lines = [
         f"Reliability benchmark, {summary['ran_at']}: {summary['machine']['cpus']} CPUs. configs/serve/local.yaml "
-        f"(queue budget {config['queue_budget_ms']} ms, {config['max_ongoing_requests']} in flight and "
-        f"{config['max_queued_requests']} queued per replica, autoscaling target {config['target_ongoing_requests']})"
-        f"; vegeta on loopback at the replicas' niceness. Capacity: {capacity['ok_per_second']:,.0f} req/s at 16 "
-        f"clients (p99 {capacity['p99_ok_ms']} ms).",
+        f"(queue budget {config['queue_budget_ms']} ms, in-flight target {config['inflight_target_ms']} ms, at most "
+        f"{config['max_ongoing_requests']} in flight and {config['max_queued_requests']} queued per replica, "
+        f"autoscaling target {config['target_ongoing_requests']})"
+        f"; vegeta on loopback at nice {config['vegeta_niceness']} (the replicas at {loadgen.NICENESS}). Capacity: "
+        f"{capacity['ok_per_second']:,.0f} req/s at 16 clients (p99 {capacity['p99_ok_ms']} ms).",
         "",
         f"**Poison mix** (16 valid + 4 bad clients): valid requests {_share(valid, '200')} answered 200 "
         f"({valid['statuses'].get('200', 0):,} of {valid['requests']:,}), p99 {valid['p99_ok_ms']} ms; bad requests "
@@ -330,16 +389,30 @@ def markdown(summary: dict) -> str:
         "**Overload**:",
         "",
         "| load | offered | 200 | 503 | errors | 200/s | 200s: p50 / p99 ms, client | 200s: p50 / p99 ms, HAProxy "
-        "(of which queued, p99) | 503s: p50 / p99 ms, client | first 503 | 503 with Retry-After |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "(of which queued, p99) | 200s: p99 ms after the first second, HAProxy | limit per replica (median) | "
+        "503s: p50 / p99 ms, client | first 503 | 503 with Retry-After |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, r in summary["overload"].items():
         offered = f"{r['level']:,.0f} req/s" if r["mode"] == "open" else f"{r['level']:,.0f} clients"
         server = r["server"]
+        limits = [limit for _, _, limit, _ in r["limits"]]
         lines.append(f"| {label} | {offered} | {_share(r, '200')} | {_share(r, '503')} | {_share(r, 'error')} | "
                      f"{r['ok_per_second']:,.0f} | {r['p50_ok_ms']} / {r['p99_ok_ms']} | {server['p50_ok_ms']} / "
-                     f"{server['p99_ok_ms']} ({server['p99_ok_queued_ms']}) | {r['p50_503_ms']} / {r['p99_503_ms']} | "
-                     f"{_seconds(r['first_503_s'])} | {_percent(r['retry_after_share'])} |")
+                     f"{server['p99_ok_ms']} ({server['p99_ok_queued_ms']}) | {server['p99_ok_settled_ms']} | "
+                     f"{_median(limits)} | {r['p50_503_ms']} / {r['p99_503_ms']} | {_seconds(r['first_503_s'])} | "
+                     f"{_percent(r['retry_after_share'])} |")
+    if "fixed_limits" in summary:
+        fixed = summary["fixed_limits"]
+        lines += ["", f"**The same points with fixed limits** (`inflight_target_ms: 0`, a server of its own started "
+                      f"just before; capacity {fixed['capacity']['ok_per_second']:,.0f} req/s at 16 clients): ",
+                  "", "| load | 200/s fixed / adaptive | 200s: p99 ms at HAProxy, fixed / adaptive | after the first "
+                      "second, fixed / adaptive |", "|---|---|---|---|"]
+        for label, r in fixed["overload"].items():
+            a = summary["overload"][label]
+            lines.append(f"| {label} | {r['ok_per_second']:,.0f} / {a['ok_per_second']:,.0f} | "
+                         f"{r['server']['p99_ok_ms']} / {a['server']['p99_ok_ms']} | "
+                         f"{r['server']['p99_ok_settled_ms']} / {a['server']['p99_ok_settled_ms']} |")
     kill, swap, scale = summary["replica_kill"], summary["hot_swap"], summary["autoscaling"]
     lines += [
         "",
@@ -361,6 +434,10 @@ def _share(result: dict, status: str) -> str:
     return f"{result['statuses'].get(status, 0) / max(result['requests'], 1):.1%}"
 
 
+def _median(values: list[int]) -> str:
+    return "-" if not values else f"{float(np.median(values)):g}"
+
+
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
@@ -375,7 +452,7 @@ def plot(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (overload_ax, kill_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (overload_ax, limit_ax, kill_ax) = plt.subplots(1, 3, figsize=(17, 4.5))
     labels = ["capacity", *summary["overload"]]
     points = [summary["capacity"], *summary["overload"].values()]
     ok = [p["ok_per_second"] for p in points]
@@ -388,6 +465,20 @@ def plot(summary: dict, path: Path) -> None:
         server = f" / {p['server']['p99_ok_ms']}" if "server" in p else ""
         overload_ax.annotate(f"{p['p99_ok_ms']}{server}", (i, ok[i] + shed[i]), ha="center", va="bottom", fontsize=8)
     overload_ax.legend()
+    offset = 0.0
+    for label, point in summary["overload"].items():  # the points one after another, each from its own start
+        by_replica: dict[str, list[tuple[float, int]]] = {}
+        for at, replica, limit, _ in point["limits"]:
+            by_replica.setdefault(replica, []).append((offset + at, limit))
+        for i, series in enumerate(by_replica.values()):
+            limit_ax.step([t for t, _ in series], [v for _, v in series], where="post",
+                          color="tab:blue" if i == 0 else "tab:purple")
+        limit_ax.annotate(label, (offset, summary["config"]["max_ongoing_requests"]), fontsize=8, va="bottom")
+        offset += point["seconds"]
+    limit_ax.set_xlabel("second of the overload points")
+    limit_ax.set_ylabel("requests in flight allowed per replica")
+    limit_ax.set_title(f"HAProxy's limit per replica (target {summary['config']['inflight_target_ms']} ms in flight)",
+                       fontsize=10)
     timeline = summary["replica_kill"]["load"]["timeline"]
     kill_ax.plot([t[0] for t in timeline], label="200")
     kill_ax.plot([t[1] for t in timeline], label="not 200")
