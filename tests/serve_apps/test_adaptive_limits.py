@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from serve_apps import haproxy_wrapper
+from tests.serve_apps.haproxy_files import RAY_CONFIG, error_pages
 
-RAY_CONFIG = (Path(__file__).parent / "data" / "haproxy-ray-2.60.cfg").read_text()
 BACKEND = "http-destinations"
 
 
@@ -94,8 +94,7 @@ class HAProxy:
                   .replace("127.0.0.1:8500", str(tmp_path / "fallback.sock"))  # the fallback proxy: not running
                   .replace("log 127.0.0.1:514 local0 info", ""))
         assert "127.0.0.1" not in config, "a TCP listener or server is left in the test's config"
-        (tmp_path / "500.http").write_text("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
-        (tmp_path / "503.http").write_text(haproxy_wrapper.error_page())
+        error_pages(tmp_path)
         (tmp_path / "haproxy.cfg").write_text(config)
         self.process = subprocess.Popen([haproxy_wrapper.real_binary(), "-db", "-f", str(tmp_path / "haproxy.cfg")],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)

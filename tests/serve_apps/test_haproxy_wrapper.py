@@ -11,8 +11,8 @@ import pytest
 
 from serve_apps import haproxy_wrapper
 from serve_apps.core.ingress import WRAPPER
+from tests.serve_apps.haproxy_files import RAY_CONFIG, error_pages
 
-RAY_CONFIG = (Path(__file__).parent / "data" / "haproxy-ray-2.60.cfg").read_text()
 LIMITS = {"destinations": {"maxconn": 32, "queue_ms": 100, "maxqueue": 32, "target_ms": 25, "held": 16}}
 
 
@@ -159,7 +159,3 @@ def test_under_serve_the_wrapper_runs_the_real_binary_not_itself(tmp_path):
     assert config.read_text().count("lua-load") == 1
     assert config.read_text().count("maxconn 8") == 1
 
-
-def error_pages(directory: Path) -> None:
-    (directory / "500.http").write_text("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
-    (directory / "503.http").write_text(haproxy_wrapper.error_page())
