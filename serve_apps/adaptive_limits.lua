@@ -13,10 +13,13 @@
 -- accepted request is answered within about queue_ms: target_ms is a request's mean time in a replica, and about half
 -- its 99th percentile (README, Reliability); others are refused at once, but only once a replica holds `held` requests,
 -- in flight and queued (its autoscaling target): clients that would all fit the deployment as sized, but retry at once
--- when refused, would otherwise keep a slowed replica slow with their refusals long after what slowed it is gone. Once
+-- when refused, would otherwise keep a slowed replica slow with their refusals long after what slowed it is gone.
+-- Meanwhile the queue is taken newest first (Facebook's adaptive LIFO): a request that has waited long would be late
+-- however it is served, and is better refused by the queue's timeout than served ahead of one still on time. Once
 -- nothing was turned away for QUIET_TICKS, the load fits: a limit holds back nothing, or clients that are as slow
 -- waiting here as in the replica (which batches more of them at once), and it doubles back up to maxconn (the
--- deployment's max_ongoing_requests), the queue to maxqueue. target_ms 0 keeps both where the config puts them.
+-- deployment's max_ongoing_requests), the queue to maxqueue, and its order is first come, first served again.
+-- target_ms 0 keeps all of it where the config puts it.
 --
 -- Requests refused here never reach a replica, and the limit caps what a replica has in flight, so neither shows the
 -- load to Serve's autoscaler. The ratio of requests offered to a backend to those it sent to a server goes to the
@@ -30,6 +33,10 @@ local WINDOW_TICKS = 10    -- a replica's capacity: its best (smoothed) rate ove
 local QUIET_TICKS = 3      -- ticks in a row with nothing turned away before limits and room are given back
 local RATE_SMOOTHING = 0.2 -- weight of the newest tick in a backend's offered and sent rates
 local MAX_RATIO = 1000
+-- HAProxy takes queued requests by (time queued + priority offset) on a 20-bit millisecond clock, ordered within
+-- 524 s of now: an offset of -2 x (now mod LIFO_PERIOD_MS) puts the newest first, but for the few requests queued
+-- across each period's end, which go before the next ones.
+local LIFO_PERIOD_MS = 200000
 
 local backends = {}
 
@@ -53,6 +60,7 @@ for _, argument in ipairs(table.pack(...)) do
     refused = 0,            -- of which refused at once
     failed = nil,           -- the backend's 503s so far (HAProxy's counter)
     quiet = 0,              -- ticks since it last turned a request away
+    lifo = false,           -- whether its queue is taken newest first (from a tick that turned requests away)
     offered_rate = nil,
     sent_rate = nil,
     offered_text = "1.000",
@@ -72,6 +80,10 @@ core.register_action("recsys_admit", {"http-req"}, function(txn, name)
     txn:set_var("txn.recsys_refuse", 1)
   else
     txn:set_var("txn.recsys_offered", backend.offered_text)
+    if backend.lifo then
+      local now = core.now()
+      txn:set_priority_offset(-2 * ((now.sec * 1000 + now.usec // 1000) % LIFO_PERIOD_MS))
+    end
   end
 end, 1)
 
@@ -108,6 +120,7 @@ local function tick(backend, proxy, elapsed)
   backend.failed = totals.hrsp_5xx
   backend.quiet = turning_away and 0 or backend.quiet + 1
   local fits = backend.quiet >= QUIET_TICKS  -- a moment's lull in a flood is not the end of it
+  backend.lifo = backend.target > 0 and (turning_away or (backend.lifo and not fits))
   local sent, capacity, limits, servers = 0, 0, 0, 0
   for name, server in pairs(proxy.servers) do
     local stats = server:get_stats()

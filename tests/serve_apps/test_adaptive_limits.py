@@ -31,20 +31,22 @@ class StandInReplica:
     """Answers ``/-/healthz`` at once and every other request after ``service_s``, one request at a time (requests
     beyond the first wait for it), or 503 to a request that waited longer than ``budget_ms`` since HAProxy stamped it
     when its turn comes (as a replica's lane drops rows past their budget); keeps what HAProxy sent it: the most
-    requests it held at once, and each request's ``X-Recsys-Offered``."""
+    requests it held at once, each request's ``X-Recsys-Offered``, and how long each request it served had waited
+    since HAProxy stamped it."""
 
     def __init__(self, socket: Path, service_s: float, budget_ms: int = 100) -> None:
         self.service_s, self.budget_ms = service_s, budget_ms
         self.socket = socket
         self.held, self.most_held = 0, 0
         self.offered: list[float] = []
+        self.waited_ms: list[float] = []
         self._started = threading.Event()
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._run, daemon=True).start()
         self._started.wait(10)
 
     def reset(self) -> None:
-        self.most_held, self.offered = self.held, []
+        self.most_held, self.offered, self.waited_ms = self.held, [], []
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -68,9 +70,11 @@ class StandInReplica:
                     self.offered.append(float(headers.get("x-recsys-offered", "nan")))
                     arrived_ms = int(headers["x-request-start"].removeprefix("t="))
                     async with self._busy:
-                        if time.time() * 1000 - arrived_ms > self.budget_ms:
+                        waited_ms = time.time() * 1000 - arrived_ms
+                        if waited_ms > self.budget_ms:
                             status = b"503 Service Unavailable"
                         else:
+                            self.waited_ms.append(waited_ms)
                             await asyncio.sleep(self.service_s)
                     self.held -= 1
                 writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
@@ -188,6 +192,19 @@ def test_a_slow_replica_is_sent_only_what_it_finishes_in_the_target_and_the_rest
     assert max(run.limits) <= 4, run.limits
     assert replica.most_held <= 5  # the limit, plus what was in it when it last fell
     assert min(replica.offered) > 2  # 40 clients offer far more than the replica's 40 a second
+
+
+def test_while_requests_are_turned_away_the_newest_queued_request_goes_first(serve_through):
+    """40 clients on the slow replica, 16 requests held per replica: its queue holds more than it takes up before the
+    queue's timeout (50 ms). Taken oldest first, every request served would have waited out most of that timeout
+    (and those behind it would time out all the same); taken newest first, the ones served waited little and the
+    stale ones time out, so the answers come within the budget."""
+    replica, haproxy = serve_through({**ADAPTIVE, "held": 16}, service_s=0.025)
+    run = load(haproxy, 40, 6, halfway=replica.reset)
+    assert set(run.statuses) == {200, 503}, run.statuses
+    waited = sorted(replica.waited_ms)
+    # newest first, ~32 ms: one request ahead in the replica (25 ms), a few queued; oldest first, ~73 ms
+    assert waited[len(waited) // 2] < 50, waited
 
 
 def test_a_fast_replica_keeps_its_whole_limit_and_no_request_is_refused(serve_through):
