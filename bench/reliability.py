@@ -7,11 +7,13 @@ pointed at a copy of the local model in a store of its own, and one load generat
 
 1. capacity: 16 closed-loop clients;
 2. poison mix: 4 clients sending an id beyond int64 beside 16 sending valid trips (the valid ones must all be 200);
-3. overload: open loop at 2x and 10x the capacity, and 1,500 closed-loop clients that retry at once: the share of
-   200 / 503 / errors, p50 and p99 of the 200s (also once the first second, in which HAProxy's limits settle, is
-   over) and of the 503s, time to the first 503, Retry-After on the 503s, and HAProxy's limit per replica over time;
-4. autoscaling: how long 2x overload takes until a second replica takes traffic (HAProxy's stats: the replicas
+3. autoscaling: how long 2x overload takes until a second replica takes traffic (HAProxy's stats: the replicas
    it routes to, up, with sessions);
+4. overload, on both replicas (before the second one is up, the autoscaler starts it, on these 2 cores, in the middle
+   of a point: the measured replica loses them): open loop at 2x and 10x the capacity, and 1,500 closed-loop clients
+   that retry at once: the share of 200 / 503 / errors, p50 and p99 of the 200s (also once the first second, in which
+   HAProxy's limits settle, is over) and of the 503s, time to the first 503, Retry-After on the 503s, and HAProxy's
+   limit per replica over time;
 5. replica SIGKILL under 16 clients: failed requests, seconds until a replacement replica takes traffic;
 6. hot swap under half the autoscaling target's clients (the headroom replicas run with): a new version published
    as LATEST; failed requests (must be 0), seconds until every replica answers with it.
@@ -206,6 +208,9 @@ def run(good: Path, bad: Path, store: ModelStore, versions: list[str], seconds: 
                                       lambda: loadgen.breakdown(bad, "closed", 4, seconds))
         log.info("poison mix: valid %s, bad %s", valid.statuses, bad_result.statuses)
         results["poison"] = {"valid": valid.to_dict(), "bad": bad_result.to_dict()}
+    if "autoscaling" in sections:  # first: a replica starting on these 2 cores would take them from the overload's
+        results["autoscaling"] = _autoscaling(good, capacity.ok_per_second)
+        log.info("autoscaling: %s", results["autoscaling"])
     if "overload" in sections:
         results["overload"] = {}
         for label, mode, level in (("2x", "open", 2 * capacity.ok_per_second),
@@ -218,9 +223,6 @@ def run(good: Path, bad: Path, store: ModelStore, versions: list[str], seconds: 
             log.info("overload %s: %s, p99 of 200s %s ms (server side %s ms, after the first second %s ms)", label,
                      result.statuses, result.p99_ok_ms, server["p99_ok_ms"], server["p99_ok_settled_ms"])
             results["overload"][label] = {**result.to_dict(), "server": server, "limits": limits.samples}
-    if "autoscaling" in sections:
-        results["autoscaling"] = _autoscaling(good, capacity.ok_per_second)
-        log.info("autoscaling: %s", results["autoscaling"])
     if "kill" in sections:
         results["replica_kill"] = _kill_a_replica(good)
         log.info("replica kill: %s", {k: v for k, v in results["replica_kill"].items() if k != "load"})
@@ -352,9 +354,9 @@ def _bench_store() -> tuple[ModelStore, list[str]]:
 
 
 def _fixed_limits_run(seconds: float) -> dict:
-    """Capacity and the overload points on a server whose HAProxy limits never adapt (another process, so that its
-    server starts at the niceness this one's does)."""
-    subprocess.run([sys.executable, "-m", "bench.reliability", "--only", "overload", "--fixed-limits",
+    """Capacity and the overload points, on two replicas as below, on a server whose HAProxy limits never adapt
+    (another process, so that its server starts at the niceness this one's does)."""
+    subprocess.run([sys.executable, "-m", "bench.reliability", "--only", "autoscaling", "overload", "--fixed-limits",
                     "--seconds", str(seconds)], cwd=ROOT, check=True)
     run = json.loads((RAW / "reliability-fixed-limits.json").read_text())
     return {"config": run["config"], "capacity": run["capacity"], "overload": run["overload"]}
