@@ -13,8 +13,8 @@ rewrites the config given with ``-f`` and then runs the real binary with the sam
   "held"}}``, derived from the Serve config by :func:`serve_apps.core.ingress.haproxy_limits`): at most ``maxconn``
   requests in flight per replica (the deployment's ``max_ongoing_requests``), fewer while HAProxy turns requests
   away: a task in HAProxy (``adaptive_limits.lua``, beside this script) then keeps each replica at as many requests
-  as it finishes in ``target_ms`` (``inflight_target_ms``); the rest wait in HAProxy's queue for at most
-  ``queue_ms - 2 x target_ms`` (the queueing budget, less what a request's time in a replica may then be), and a
+  as it finishes in ``target_ms`` (``inflight_target_ms``); the rest wait in HAProxy's queue, newest first, for at
+  most ``queue_ms - 2 x target_ms`` (the queueing budget, less what a request's time in a replica may then be), and a
   request the queue has no room for (what the replicas can take up in that time, at most ``maxqueue`` per replica,
   the deployment's ``max_queued_requests``, but never before a replica holds ``held`` in flight and queued, its
   autoscaling target) is refused at once; requests carry the ratio of requests offered to requests sent on to the
