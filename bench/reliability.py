@@ -9,11 +9,11 @@ pointed at a copy of the local model in a store of its own, and one load generat
 2. poison mix: 4 clients sending an id beyond int64 beside 16 sending valid trips (the valid ones must all be 200);
 3. autoscaling: how long 2x overload takes until a second replica takes traffic (HAProxy's stats: the replicas
    it routes to, up, with sessions);
-4. overload, on both replicas (before the second one is up, the autoscaler starts it, on these 2 cores, in the middle
-   of a point: the measured replica loses them): open loop at 2x and 10x the capacity, and 1,500 closed-loop clients
-   that retry at once: the share of 200 / 503 / errors, p50 and p99 of the 200s (also once the first second, in which
-   HAProxy's limits settle, is over) and of the 503s, time to the first 503, Retry-After on the 503s, and HAProxy's
-   limit per replica over time;
+4. overload, on both replicas (run before the second one is up, a point had the autoscaler start it in its middle,
+   and its load took these 2 cores from the replica measured): open loop at 2x and 10x the capacity, and 1,500
+   closed-loop clients that retry at once: the share of 200 / 503 / errors, p50 and p99 of the 200s (also once the
+   first second, in which HAProxy's limits settle, is over) and of the 503s, time to the first 503, Retry-After on
+   the 503s, and HAProxy's limit per replica over time;
 5. replica SIGKILL under 16 clients: failed requests, seconds until a replacement replica takes traffic;
 6. hot swap under half the autoscaling target's clients (the headroom replicas run with): a new version published
    as LATEST; failed requests (must be 0), seconds until every replica answers with it.
@@ -208,7 +208,7 @@ def run(good: Path, bad: Path, store: ModelStore, versions: list[str], seconds: 
                                       lambda: loadgen.breakdown(bad, "closed", 4, seconds))
         log.info("poison mix: valid %s, bad %s", valid.statuses, bad_result.statuses)
         results["poison"] = {"valid": valid.to_dict(), "bad": bad_result.to_dict()}
-    if "autoscaling" in sections:  # first: a replica starting on these 2 cores would take them from the overload's
+    if "autoscaling" in sections:  # first: a replica starting on these 2 cores would take them from an overload point
         results["autoscaling"] = _autoscaling(good, capacity.ok_per_second)
         log.info("autoscaling: %s", results["autoscaling"])
     if "overload" in sections:

@@ -213,6 +213,7 @@ def ingress_5xx(cluster) -> tuple[float, float, float] | None:
                  and s.labels == {"proxy": "http-destinations", "server": server, "code": "5xx"}]
     return started, answered, replica
 
+
 def swap_config(cluster, serving_store, both_models_store, version: str, **user_config) -> dict:
     """The same applications and args (so the replica stays), the destination model at another version."""
     config = local_config(cluster, ["destinations", "accommodations"])
