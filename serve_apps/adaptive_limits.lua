@@ -16,9 +16,11 @@
 -- when refused, would otherwise keep a slowed replica slow with their refusals long after what slowed it is gone.
 -- Meanwhile the queue is taken newest first (Facebook's adaptive LIFO): a request that has waited long would be late
 -- however it is served, and is better refused by the queue's timeout than served ahead of one still on time. Once
--- nothing was turned away for QUIET_TICKS, the load fits: a limit holds back nothing, or clients that are as slow
--- waiting here as in the replica (which batches more of them at once), and it doubles back up to maxconn (the
--- deployment's max_ongoing_requests), the queue to maxqueue, and its order is first come, first served again.
+-- nothing was turned away for QUIET_TICKS, or for CALM_TICKS nothing was refused at once and the backend held no more
+-- requests than its replicas answer in queue_ms (a slowed replica whose few clients time out in the queue only
+-- because of its limit), the load fits: a limit holds back nothing, or clients that are as slow waiting here as in
+-- the replica (which batches more of them at once), and it doubles back up to maxconn (the deployment's
+-- max_ongoing_requests), the queue to maxqueue, and its order is first come, first served again.
 -- target_ms 0 keeps all of it where the config puts it.
 --
 -- Requests refused here never reach a replica, and the limit caps what a replica has in flight, so neither shows the
@@ -31,6 +33,7 @@ local MIN_LIMIT = 2        -- a replica always gets this many: one in the model 
 local SMOOTHING = 0.5      -- weight of the newest tick in a replica's rate
 local WINDOW_TICKS = 10    -- a replica's capacity: its best (smoothed) rate over the last second
 local QUIET_TICKS = 3      -- ticks in a row with nothing turned away before limits and room are given back
+local CALM_TICKS = 5       -- or with none refused at once and no more held than answered in the budget (floods pause)
 local RATE_SMOOTHING = 0.2 -- weight of the newest tick in a backend's offered and sent rates
 local MAX_RATIO = 1000
 -- HAProxy takes queued requests by (time queued + priority offset) on a 20-bit millisecond clock, ordered within
@@ -51,6 +54,7 @@ for _, argument in ipairs(table.pack(...)) do
   backends[name] = {
     maxconn = tonumber(maxconn),
     maxqueue = maxqueue > 0 and maxqueue or 1000000,
+    budget = tonumber(queue_ms) / 1000,
     wait = math.max(tonumber(queue_ms) - 2 * tonumber(target_ms), 0) / 1000,  -- what a queued request may wait
     target = tonumber(target_ms) / 1000,
     held = tonumber(held),  -- requests per replica, in flight and queued, held before any is refused at once
@@ -60,6 +64,8 @@ for _, argument in ipairs(table.pack(...)) do
     refused = 0,            -- of which refused at once
     failed = nil,           -- the backend's 503s so far (HAProxy's counter)
     quiet = 0,              -- ticks since it last turned a request away
+    calm = 0,               -- ticks in a row it refused none at once and held no more than it answers in the budget
+    answered = {rates = {}},  -- its 200s: the count (total), its rate and the rates of the last WINDOW_TICKS
     lifo = false,           -- whether its queue is taken newest first (from a tick that turned requests away)
     offered_rate = nil,
     sent_rate = nil,
@@ -119,9 +125,8 @@ local function tick(backend, proxy, elapsed)
   local turning_away = backend.refused > 0 or totals.hrsp_5xx > (backend.failed or totals.hrsp_5xx)
   backend.failed = totals.hrsp_5xx
   backend.quiet = turning_away and 0 or backend.quiet + 1
-  local fits = backend.quiet >= QUIET_TICKS  -- a moment's lull in a flood is not the end of it
-  backend.lifo = backend.target > 0 and (turning_away or (backend.lifo and not fits))
-  local sent, capacity, limits, servers = 0, 0, 0, 0
+  -- What each active replica finished lately, and what the backend holds: queued, and in flight in its replicas.
+  local sent, capacity, holds, active_servers = 0, 0, totals.qcur, {}
   for name, server in pairs(proxy.servers) do
     local stats = server:get_stats()
     local s = backend.servers[name]
@@ -133,24 +138,43 @@ local function tick(backend, proxy, elapsed)
     sent, s.stot = sent + new, stats.stot
     if active(stats) then
       s.rate = smoothed(s.rate, new / elapsed, SMOOTHING)
-      local best = best_rate(s)
-      if backend.target > 0 then
-        local limit = s.setting
-        if turning_away then
-          limit = math.min(math.max(math.floor(best * backend.target + 0.5), MIN_LIMIT), backend.maxconn)
-        elseif fits then
-          limit = math.min(s.setting * 2, backend.maxconn)
-        end
-        if limit ~= s.setting then
-          server:set_maxconn(tostring(limit))
-          s.setting = limit
-        end
-      end
-      capacity, limits, servers = capacity + best, limits + s.setting, servers + 1
+      s.best = best_rate(s)
+      capacity, holds = capacity + s.best, holds + stats.scur + stats.qcur
+      table.insert(active_servers, {server = server, state = s})
     end
   end
+  -- Requests the replicas answer within the budget are answered in time on the whole (Little's law), however slow a
+  -- replica is now: limiting what is in flight then only moves them into the queue, whose timeout refuses them (and
+  -- each refusal, being turned away, keeps the limit down), so the limits come off. A refusal at once means the
+  -- queue was full.
+  local answered = math.max(totals.hrsp_2xx - (backend.answered.total or totals.hrsp_2xx), 0)
+  backend.answered.total = totals.hrsp_2xx
+  backend.answered.rate = smoothed(backend.answered.rate, answered / elapsed, SMOOTHING)
+  local in_time = best_rate(backend.answered) * backend.budget  -- not the rate sent: a replica's refusals are fast
+  backend.calm = (backend.refused == 0 and holds <= in_time) and backend.calm + 1 or 0
+  local fits = backend.quiet >= QUIET_TICKS or backend.calm >= CALM_TICKS  -- a moment's lull is not the end of a flood
+  local limiting = turning_away and not fits
+  backend.lifo = backend.target > 0 and (limiting or (backend.lifo and not fits))
+  local limits = 0
+  for _, replica in ipairs(active_servers) do
+    local s = replica.state
+    if backend.target > 0 then
+      local limit = s.setting
+      if limiting then
+        limit = math.min(math.max(math.floor(s.best * backend.target + 0.5), MIN_LIMIT), backend.maxconn)
+      elseif fits then
+        limit = math.min(s.setting * 2, backend.maxconn)
+      end
+      if limit ~= s.setting then
+        replica.server:set_maxconn(tostring(limit))
+        s.setting = limit
+      end
+    end
+    limits = limits + s.setting
+  end
+  local servers = #active_servers
   if backend.target > 0 and servers > 0 then
-    if turning_away then
+    if limiting then
       local room = math.floor(capacity * backend.wait / servers)
       backend.room = math.min(math.max(room, math.ceil(backend.held - limits / servers), 1), backend.maxqueue)
     elseif fits then
