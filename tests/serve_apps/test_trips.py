@@ -99,6 +99,11 @@ def test_a_slow_ranking_leaves_properties_out_within_the_deadline(serve_cluster,
     assert body["properties_omitted"] is True and "deadline" in body["omitted_reason"]
     assert len(body["destinations"]) == 4 and all(d["properties"] is None for d in body["destinations"])
     assert set(body["model_versions"]) == {"destinations"}
+    # Each late call is cancelled; what the cancelled call ends with is taken, not logged as never retrieved.
+    for _ in range(5):
+        assert trip(serve_cluster).json()["properties_omitted"] is True
+    logs = [log.read_text(errors="replace") for log in sorted(serve_cluster.logs.glob("worker-*.err"))]
+    assert not [text for text in logs if "trips_Trips" in text and "exception was never retrieved" in text]
 
 
 def test_without_the_ranking_app_the_destinations_are_still_answered(serve_cluster, both_models_store):
