@@ -42,8 +42,8 @@ class Counting:
 
 def same_answers(answers: list[Destinations], expected: list[dict]) -> None:
     """The same cities, in the same order, from the same version; the same scores to float32 precision (one row
-    and a batch of 300 are different matrix shapes to TensorFlow, whose kernels sum in another order: a softmax over
-    the catalogue differed by 2.4e-6 relative in one session's model)."""
+    and a batch of 300 are different matrix shapes to TensorFlow, whose kernels sum in another order: a score differed
+    by 2.4e-6 relative in one session's model)."""
     assert [(a.cities, a.model_version) for a in answers] == [(e["cities"], e["model_version"]) for e in expected]
     for answer, one in zip(answers, expected):
         np.testing.assert_allclose(answer.scores, one["scores"], rtol=1e-5, atol=1e-7)
