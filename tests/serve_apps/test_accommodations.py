@@ -18,7 +18,7 @@ from recsys.accommodations.catalogue import CATALOGUE_FILE, Catalogue
 from recsys.accommodations.runtime import Ranker, Searches
 from recsys.artifact_store import ModelStore
 from recsys.manifest import SAVED_MODEL_DIR
-from tests.serving import local_config, point_at, serve_deploy, wait_for
+from tests.serving import local_config, point_at, post, serve_deploy, wait_for
 
 pytestmark = pytest.mark.usefixtures("serve_cluster")
 CHECKIN = dt.date(2026, 12, 18)  # a Friday
@@ -62,7 +62,7 @@ def test_without_candidates_the_citys_catalogue_is_ranked_as_the_saved_model_ran
     catalogue = served["catalogue"]
     for i in range(12):
         body = search(catalogue, i)
-        answer = httpx.post(f"{url(serve_cluster)}/rank", json=body, timeout=30)
+        answer = post(f"{url(serve_cluster)}/rank", json=body, timeout=30)
         assert answer.status_code == 200, answer.text
         candidates = catalogue.of_city(body["city_id"])
         ids, scores = own_ranking(served["ranker"], body, candidates, np.zeros(len(candidates), np.float32))
@@ -80,15 +80,15 @@ def test_arrow_bodies_get_the_json_answers(serve_cluster, served):
     known = [int(p) for p in catalogue.of_city(bodies[0]["city_id"])[:3]]
     bodies[0]["candidates"] = [{"property_id": known[0], "price": 99.0}, {"property_id": known[1], "price": None},
                                {"property_id": known[0], "price": 10.0}, {"property_id": 987_654_321, "price": None}]
-    expected = httpx.post(f"{url(serve_cluster)}/rank/batch", json={"requests": bodies}, timeout=60)
+    expected = post(f"{url(serve_cluster)}/rank/batch", json={"requests": bodies}, timeout=60)
     assert expected.status_code == 200, expected.text
     table = pa.Table.from_pylist(bodies)
     for checkin in (table["checkin"], table["checkin"].cast(pa.date32())):
         body = pa.BufferOutputStream()
         with pa.ipc.new_stream(body, table.schema.set(3, pa.field("checkin", checkin.type))) as writer:
             writer.write_table(table.set_column(3, "checkin", checkin))
-        arrow = httpx.post(f"{url(serve_cluster)}/rank/batch", content=body.getvalue().to_pybytes(), timeout=60,
-                           headers={"content-type": ARROW, "accept": ARROW})
+        arrow = post(f"{url(serve_cluster)}/rank/batch", content=body.getvalue().to_pybytes(), timeout=60,
+                     headers={"content-type": ARROW, "accept": ARROW})
         assert arrow.status_code == 200, arrow.text
         assert pa.ipc.open_stream(arrow.content).read_all().to_pylist() == expected.json()["results"]
     assert sorted(expected.json()["results"][0]["properties"]) == sorted([known[0], known[1], 987_654_321])
@@ -100,14 +100,14 @@ def test_candidates_with_todays_prices_and_unknown_ids_are_ranked(serve_cluster,
     known = catalogue.of_city(body["city_id"])[:5]
     candidates = [{"property_id": int(p), "price": 80.0 + 10 * i} for i, p in enumerate(known)]
     candidates += [{"property_id": 987_654_321}, {"property_id": int(known[0]) + 10**12, "price": 55.5}]
-    answer = httpx.post(f"{url(serve_cluster)}/rank", json={**body, "candidates": candidates}, timeout=30)
+    answer = post(f"{url(serve_cluster)}/rank", json={**body, "candidates": candidates}, timeout=30)
     assert answer.status_code == 200, answer.text
     ids = np.array([c["property_id"] for c in candidates], dtype=np.int64)
     prices = np.array([c.get("price", 0.0) for c in candidates], dtype=np.float32)
     expected_ids, expected_scores = own_ranking(served["ranker"], body, ids, prices)
     assert answer.json()["properties"] == expected_ids and len(expected_ids) == 6
     np.testing.assert_allclose(answer.json()["scores"], expected_scores, rtol=1e-4, atol=1e-6)
-    cheaper = httpx.post(f"{url(serve_cluster)}/rank", json={**body, "candidates": [
+    cheaper = post(f"{url(serve_cluster)}/rank", json={**body, "candidates": [
         {**c, "price": 1.0} if c["property_id"] == expected_ids[-1] else c for c in candidates]}, timeout=30)
     assert cheaper.json()["scores"] != answer.json()["scores"]  # today's price counts
 
@@ -117,22 +117,22 @@ def test_a_property_listed_twice_is_ranked_once_at_its_first_price(serve_cluster
     known = [int(p) for p in served["catalogue"].of_city(body["city_id"])[:3]]
     once = [{"property_id": known[0], "price": 90.0}, {"property_id": known[1]}, {"property_id": known[2]}]
     twice = [*once, {"property_id": known[0], "price": 1.0}]
-    answers = [httpx.post(f"{url(serve_cluster)}/rank", json={**body, "candidates": c}, timeout=30).json()
+    answers = [post(f"{url(serve_cluster)}/rank", json={**body, "candidates": c}, timeout=30).json()
                for c in (once, twice)]
     assert answers[0] == answers[1] and sorted(answers[1]["properties"]) == sorted(known)
 
 
 def test_an_unknown_city_without_candidates_gets_an_empty_ranking(serve_cluster, served):
-    answer = httpx.post(f"{url(serve_cluster)}/rank", json=search(served["catalogue"], 1, city_id=99_999_999),
-                        timeout=30)
+    answer = post(f"{url(serve_cluster)}/rank", json=search(served["catalogue"], 1, city_id=99_999_999),
+                  timeout=30)
     assert answer.status_code == 200 and answer.json()["properties"] == [] and answer.json()["scores"] == []
 
 
 def test_the_batch_endpoint_answers_in_order(serve_cluster, served):
     bodies = [search(served["catalogue"], i) for i in range(100)]  # > max_batch_size 64: two model calls
-    batch = httpx.post(f"{url(serve_cluster)}/rank/batch", json={"requests": bodies}, timeout=60)
+    batch = post(f"{url(serve_cluster)}/rank/batch", json={"requests": bodies}, timeout=60)
     assert batch.status_code == 200, batch.text
-    singles = [httpx.post(f"{url(serve_cluster)}/rank", json=body, timeout=30).json() for body in bodies[:10]]
+    singles = [post(f"{url(serve_cluster)}/rank", json=body, timeout=30).json() for body in bodies[:10]]
     assert [r["properties"] for r in batch.json()["results"][:10]] == [s["properties"] for s in singles]
     assert len(batch.json()["results"]) == 100
 
@@ -156,17 +156,17 @@ def test_the_batch_endpoint_answers_in_order(serve_cluster, served):
 def test_bad_input_is_422_naming_the_field_and_harms_no_one_else(serve_cluster, served, change, field):
     good = search(served["catalogue"], 2)
 
-    def post(path: str, body: dict) -> httpx.Response:
+    def send(path: str, body: dict) -> httpx.Response:
         # json.dumps escapes a lone surrogate as \ud800, as a careless client would send it.
-        return httpx.post(f"{url(serve_cluster)}{path}", content=json.dumps(body), timeout=30,
-                          headers={"content-type": "application/json"})
+        return post(f"{url(serve_cluster)}{path}", content=json.dumps(body), timeout=30,
+                    headers={"content-type": "application/json"})
 
-    answer = post("/rank", {**good, **change})
+    answer = send("/rank", {**good, **change})
     assert answer.status_code == 422, answer.text
     assert any(field in map(str, problem["loc"]) for problem in answer.json()["detail"]), answer.json()
-    batch = post("/rank/batch", {"requests": [good, {**good, **change}]})
+    batch = send("/rank/batch", {"requests": [good, {**good, **change}]})
     assert batch.status_code == 422
-    assert httpx.post(f"{url(serve_cluster)}/rank", json=good, timeout=30).status_code == 200
+    assert post(f"{url(serve_cluster)}/rank", json=good, timeout=30).status_code == 200
 
 
 def test_the_model_endpoint_and_the_documented_api(serve_cluster, served):
@@ -176,7 +176,7 @@ def test_the_model_endpoint_and_the_documented_api(serve_cluster, served):
     openapi = httpx.get(f"{url(serve_cluster)}/openapi.json", timeout=10).json()
     assert {"/rank", "/rank/batch", "/model"} <= set(openapi["paths"])
     example = openapi["components"]["schemas"]["RankRequest"]["examples"][0]
-    assert httpx.post(f"{url(serve_cluster)}/rank", json=example, timeout=30).status_code == 200
+    assert post(f"{url(serve_cluster)}/rank", json=example, timeout=30).status_code == 200
 
 
 def test_schemathesis_finds_no_failure_of_its_default_checks(serve_cluster, served, tmp_path):

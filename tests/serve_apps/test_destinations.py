@@ -22,6 +22,7 @@ from tests.serving import (
     NAME,
     deploy_version,
     model_status,
+    post,
     recommend,
     requests_from,
     serve_config,
@@ -54,7 +55,7 @@ def test_answers_equal_the_saved_models_own_top_k(serve_cluster, serving_store, 
 def test_the_batch_endpoint_answers_in_order_across_batches(serve_cluster, serving_store):
     deploy_version(serve_cluster, serving_store.uri, serving_store.good, max_batch_size=64)
     requests = requests_from(serving_store.vocabulary(), 150, seed=1)  # > max_batch_size: several batches
-    batch = httpx.post(f"{serve_cluster.url}/recommend/batch", json={"requests": requests}, timeout=60)
+    batch = post(f"{serve_cluster.url}/recommend/batch", json={"requests": requests}, timeout=60)
     assert batch.status_code == 200
     singles = [recommend(serve_cluster, body).json() for body in requests[:20]]
     results = batch.json()["results"]
@@ -75,7 +76,7 @@ def test_arrow_bodies_get_the_json_answers(serve_cluster, serving_store):
     two model calls) get the answers JSON gets, as Arrow or as JSON, whichever the caller accepts."""
     deploy_version(serve_cluster, serving_store.uri, serving_store.good, max_batch_size=64)
     requests = requests_from(serving_store.vocabulary(), 100, seed=5)
-    expected = httpx.post(f"{serve_cluster.url}/recommend/batch", json={"requests": requests}, timeout=60)
+    expected = post(f"{serve_cluster.url}/recommend/batch", json={"requests": requests}, timeout=60)
     assert expected.status_code == 200 and expected.headers["x-model-version"] == serving_store.good
     table = pa.Table.from_pylist(requests)
     table = table.set_column(0, "cities", table["cities"].cast(pa.large_list(pa.int32())))
@@ -84,8 +85,8 @@ def test_arrow_bodies_get_the_json_answers(serve_cluster, serving_store):
     table = table.set_column(4, "k", table["k"].cast(pa.uint8()))
     body = arrow_stream(table)
 
-    arrow = httpx.post(f"{serve_cluster.url}/recommend/batch", content=body, timeout=60,
-                       headers={"content-type": ARROW, "accept": ARROW})
+    arrow = post(f"{serve_cluster.url}/recommend/batch", content=body, timeout=60,
+                 headers={"content-type": ARROW, "accept": ARROW})
     assert arrow.status_code == 200, arrow.text
     assert arrow.headers["content-type"] == ARROW and arrow.headers["x-model-version"] == serving_store.good
     answers = pa.ipc.open_stream(arrow.content).read_all()
@@ -94,12 +95,12 @@ def test_arrow_bodies_get_the_json_answers(serve_cluster, serving_store):
     assert answers.schema.field("scores").type == pa.list_(pa.float32())
     assert answers.to_pylist() == expected.json()["results"]
 
-    as_json = httpx.post(f"{serve_cluster.url}/recommend/batch", content=body, timeout=60,
-                         headers={"content-type": ARROW})
+    as_json = post(f"{serve_cluster.url}/recommend/batch", content=body, timeout=60,
+                   headers={"content-type": ARROW})
     assert as_json.status_code == 200 and as_json.json() == expected.json()
 
-    compressed = httpx.post(f"{serve_cluster.url}/recommend/batch", content=arrow_stream(table, "zstd"),
-                            timeout=60, headers={"content-type": ARROW})
+    compressed = post(f"{serve_cluster.url}/recommend/batch", content=arrow_stream(table, "zstd"),
+                      timeout=60, headers={"content-type": ARROW})
     assert compressed.status_code == 200 and compressed.json() == expected.json()
 
 
@@ -109,8 +110,8 @@ def test_a_compressed_arrow_body_may_not_inflate_beyond_the_body_limit(serve_clu
     zeros = pa.array([np.zeros(10_000_000, dtype=np.int64), [1]], pa.list_(pa.int64()))
     bomb = arrow_stream(pa.table({**BATCH_COLUMNS, "cities": zeros}), "zstd")
     assert len(bomb) < 100_000
-    response = httpx.post(f"{serve_cluster.url}/recommend/batch", content=bomb, timeout=60,
-                          headers={"content-type": ARROW})
+    response = post(f"{serve_cluster.url}/recommend/batch", content=bomb, timeout=60,
+                    headers={"content-type": ARROW})
     assert response.status_code == 413, response.text
     assert re.search(r"decode to 800000\d\d bytes; at most 8388608", response.json()["detail"])
     assert recommend(serve_cluster, requests_from(serving_store.vocabulary(), 1)[0]).status_code == 200
@@ -155,8 +156,8 @@ def _not_utf8() -> pa.Array:
 def test_malformed_arrow_bodies_get_4xx_naming_the_column_and_row(serve_cluster, serving_store, make_body, status,
                                                                  loc):
     deploy_version(serve_cluster, serving_store.uri, serving_store.good)
-    response = httpx.post(f"{serve_cluster.url}/recommend/batch", content=make_body(), timeout=30,
-                          headers={"content-type": ARROW, "accept": ARROW})
+    response = post(f"{serve_cluster.url}/recommend/batch", content=make_body(), timeout=30,
+                    headers={"content-type": ARROW, "accept": ARROW})
     assert response.status_code == status, response.text
     assert response.json()["detail"][0]["loc"] == loc
 
@@ -172,7 +173,7 @@ def test_no_request_is_answered_before_warm_up_finished(serve_cluster, serving_s
         with httpx.Client() as client:
             while not stop.is_set():
                 try:
-                    response = recommend(serve_cluster, body, client)
+                    response = recommend(serve_cluster, body, client, attempts=1)
                 except httpx.TransportError:
                     refused.append(0)
                 else:
@@ -211,7 +212,7 @@ def test_a_hot_swap_under_load_fails_nothing_and_later_answers_carry_the_new_ver
             i = worker
             while not stop.is_set():
                 try:
-                    response = recommend(serve_cluster, requests[i % len(requests)], client)
+                    response = recommend(serve_cluster, requests[i % len(requests)], client, attempts=1)
                     if response.status_code == 200:
                         versions.append(response.json()["model_version"])
                     else:
@@ -271,7 +272,7 @@ def test_batching_settings_change_at_run_time(serve_cluster, serving_store):
     status = deploy_version(serve_cluster, serving_store.uri, serving_store.good, max_batch_size=96)
     assert status["max_batch_size"] == 96
     requests = requests_from(serving_store.vocabulary(), 200, seed=3)
-    batch = httpx.post(f"{serve_cluster.url}/recommend/batch", json={"requests": requests}, timeout=60)
+    batch = post(f"{serve_cluster.url}/recommend/batch", json={"requests": requests}, timeout=60)
     assert batch.status_code == 200 and len(batch.json()["results"]) == 200
 
 
@@ -306,7 +307,7 @@ def test_bad_input_gets_4xx_naming_the_field(serve_cluster, serving_store, body,
     path = "/recommend/batch" if isinstance(body, dict) and "requests" in body else "/recommend"
     kwargs = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, str) \
         else {"json": body}
-    response = httpx.post(f"{serve_cluster.url}{path}", timeout=30, **kwargs)
+    response = post(f"{serve_cluster.url}{path}", timeout=30, **kwargs)
     assert response.status_code == status
     assert any(field in (str(part) for part in error["loc"]) for error in response.json()["detail"])
 
@@ -319,8 +320,8 @@ def test_bad_input_gets_4xx_naming_the_field(serve_cluster, serving_store, body,
 ], ids=["binary-as-octet-stream", "json-as-text", "binary-as-json", "over-8-mib"])
 def test_bodies_it_cannot_read_get_4xx_not_5xx(serve_cluster, serving_store, content, content_type, status):
     deploy_version(serve_cluster, serving_store.uri, serving_store.good)
-    response = httpx.post(f"{serve_cluster.url}/recommend", content=content, timeout=30,
-                          headers={"content-type": content_type})
+    response = post(f"{serve_cluster.url}/recommend", content=content, timeout=30,
+                    headers={"content-type": content_type})
     assert response.status_code == status
 
 

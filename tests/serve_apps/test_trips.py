@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serving import local_config, point_at, serve_deploy, wait_for
+from tests.serving import local_config, point_at, post, serve_deploy, wait_for
 
 pytestmark = pytest.mark.usefixtures("serve_cluster")
 
@@ -45,7 +45,7 @@ def deploy(cluster, config: dict) -> None:
 
 
 def trip(cluster, body: dict = TRIP) -> httpx.Response:
-    return httpx.post(f"{base(cluster)}/trips/recommend", json=body, timeout=30)
+    return post(f"{base(cluster)}/trips/recommend", json=body, timeout=30)
 
 
 def served_version(cluster, application: str) -> str | None:
@@ -77,7 +77,7 @@ def test_the_trip_answer_is_both_models_own_answers(serve_cluster, both_models_s
     assert body["model_versions"] == {"destinations": both_models_store.destinations,
                                       "accommodations": both_models_store.accommodations}
     assert body["properties_omitted"] is False and body["omitted_reason"] is None
-    destinations = httpx.post(f"{base(serve_cluster)}/destinations/recommend", timeout=30, json={
+    destinations = post(f"{base(serve_cluster)}/destinations/recommend", timeout=30, json={
         key: TRIP[key] for key in ("cities", "booker_country", "device_class", "k")}).json()
     assert [d["city_id"] for d in body["destinations"]] == destinations["cities"]
     assert [d["score"] for d in body["destinations"]] == pytest.approx(destinations["scores"], rel=1e-5)
@@ -85,7 +85,7 @@ def test_the_trip_answer_is_both_models_own_answers(serve_cluster, both_models_s
         if i >= TRIP["cities_with_properties"]:
             assert destination["properties"] is None
             continue
-        ranked = httpx.post(f"{base(serve_cluster)}/accommodations/rank", timeout=30, json={
+        ranked = post(f"{base(serve_cluster)}/accommodations/rank", timeout=30, json={
             "city_id": destination["city_id"], "k": TRIP["properties_per_city"],
             **{key: TRIP[key] for key in ("booker_country", "device_class", "checkin", "nights", "adults")}}).json()
         assert destination["properties"] == ranked["properties"] and len(ranked["properties"]) == 3
