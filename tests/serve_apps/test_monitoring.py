@@ -235,7 +235,9 @@ def republish(serving_store, tmp_path) -> str:
 
 def test_every_dashboard_query_is_valid_promql_and_the_model_panels_have_data(prometheus):
     """Runs after the traffic above: every target of the dashboard evaluates without error, and those over this
-    project's metrics return series."""
+    project's metrics return series, within a few scrapes: a gauge its replica was late to set again can be gone
+    from one scrape, and Prometheus marks its series stale until the next (make test once found none for the
+    load-seconds panel)."""
     dashboard = json.loads((MONITORING / "dashboard.json").read_text())
     queries = [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel.get("targets", [])]
     assert queries
@@ -243,6 +245,7 @@ def test_every_dashboard_query_is_valid_promql_and_the_model_panels_have_data(pr
     for title, expr in queries:
         for variable, value in substitutions.items():
             expr = expr.replace(variable, value)
-        result = prometheus.query(expr)
         if "ray_recsys_" in expr and "shift" not in expr and "failures" not in expr:
-            assert result, f"{title}: {expr} returned no series"
+            wait_for(lambda expr=expr: prometheus.query(expr), timeout=30, what=f"{title}: {expr} to return series")
+        else:
+            prometheus.query(expr)
