@@ -126,9 +126,9 @@ def deploy_version(cluster: ServeCluster, store_uri: str, version: str, timeout:
 
 def post(url: str, client: httpx.Client | None = None, attempts: int = 5, **kwargs) -> httpx.Response:
     """A POST as the service's callers make it (recsys_client does the same): an answer of 503 with Retry-After is
-    tried again after it, up to ``attempts`` times, and any other answer is returned. On this shared 2-core machine
-    a lone request can wait past the 100 ms queueing budget while other processes hold the cores (CI saw one
-    queued 144 ms); the answer a test asks about is the one after. Tests of load count their 503s: attempts=1."""
+    tried again after it, up to ``attempts`` times, and any other answer is returned. On a shared 2-core machine
+    even a lone request can wait past the 100 ms queueing budget (CI saw one queued 144 ms); the answer a test
+    asks about is the one after. Tests of load count their 503s: attempts=1."""
     kwargs.setdefault("timeout", 30)
     response = (client or httpx).post(url, **kwargs)
     for _ in range(attempts - 1):
